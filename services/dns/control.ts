@@ -1,0 +1,152 @@
+// The DNS server's HTTP control endpoint: health, recent queries, and
+// temporary record overrides that scenarios use to change a policy live.
+// Overrides live in memory only; the zone files are never written.
+//
+//   GET    /health                    {"status":"ok", zones, generation}
+//   GET    /queries?name=&limit=      recent queries, newest first
+//   GET    /overrides                 overrides in force
+//   POST   /overrides                 {"name", "type", "values": [...], "ttl"?}
+//   DELETE /overrides?name=&type=     clear matching overrides (all without filters)
+//
+// TXT values are the text itself (split at 255 bytes on the wire); other
+// types are written as in a zone file ("10 mx.receiver.test."). An empty
+// values list hides the name's records of that type.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Logger } from '../lib/log.ts';
+import type { Endpoint } from '../lib/config.ts';
+import type { DnsServer } from './server.ts';
+import { checkName, normalizeName, parseRdata, RECORD_TYPES, splitTxt, type RecordType, type ZoneRecord } from './zone-file.ts';
+
+const MAX_BODY = 64 * 1024;
+const DEFAULT_OVERRIDE_TTL = 5;
+
+class HttpError extends Error {
+  status: number;
+  constructor(status: number, message: string) {
+    super(message);
+    this.status = status;
+  }
+}
+
+export function startControl(dns: DnsServer, listen: Endpoint, log: Logger): Promise<Server> {
+  const server = createServer((request, response) => {
+    handle(dns, request, log)
+      .then((body) => send(response, 200, body))
+      .catch((error: Error) => send(response, error instanceof HttpError ? error.status : 500, { error: error.message }));
+  });
+  server.requestTimeout = 10_000;
+  server.maxConnections = 64;
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(listen.port, listen.host, () => resolve(server));
+  });
+}
+
+async function handle(dns: DnsServer, request: IncomingMessage, log: Logger): Promise<unknown> {
+  const url = new URL(request.url ?? '/', 'http://control');
+  const route = `${request.method} ${url.pathname}`;
+  switch (route) {
+    case 'GET /health':
+      return { status: 'ok', zones: dns.zones.zones.length, generation: dns.zones.generation };
+    case 'GET /queries': {
+      const name = url.searchParams.get('name');
+      const limit = Number(url.searchParams.get('limit') ?? 100);
+      if (!Number.isInteger(limit) || limit < 1) throw new HttpError(400, 'limit must be a positive whole number');
+      const wanted = name === null ? undefined : normalizeName(name);
+      return dns
+        .recentQueries()
+        .filter((q) => wanted === undefined || q.name === wanted)
+        .slice(0, limit);
+    }
+    case 'GET /overrides':
+      return dns.zones.listOverrides().map(describe);
+    case 'POST /overrides': {
+      const override = parseOverride(await readJson(request), dns);
+      dns.zones.setOverride(override);
+      log.info({ override: describe(override) }, 'override set');
+      return describe(override);
+    }
+    case 'DELETE /overrides': {
+      const name = url.searchParams.get('name') ?? undefined;
+      const type = url.searchParams.get('type')?.toUpperCase() as RecordType | undefined;
+      const cleared = dns.zones.clearOverrides(name && normalizeName(name), type);
+      log.info({ name, type, cleared }, 'overrides cleared');
+      return { cleared };
+    }
+    default:
+      throw new HttpError(404, `no such endpoint: ${route}`);
+  }
+}
+
+function parseOverride(body: unknown, dns: DnsServer) {
+  const { name: nameText, type: typeText, values, ttl = DEFAULT_OVERRIDE_TTL } = (body ?? {}) as Record<string, unknown>;
+  if (typeof nameText !== 'string' || nameText === '') throw new HttpError(400, '"name" must be a domain name');
+  const name = normalizeName(nameText);
+  const problem = checkName(name);
+  if (problem) throw new HttpError(400, `"name": ${problem}`);
+  const type = String(typeText ?? '').toUpperCase() as RecordType;
+  if (!RECORD_TYPES.includes(type)) throw new HttpError(400, `"type" must be one of ${RECORD_TYPES.join(', ')}`);
+  if (!Array.isArray(values) || !values.every((v) => typeof v === 'string')) {
+    throw new HttpError(400, '"values" must be a list of strings ([] hides the records)');
+  }
+  if (!Number.isInteger(ttl) || (ttl as number) < 0 || (ttl as number) > 0x7fffffff) throw new HttpError(400, '"ttl" must be a whole number of seconds');
+  const zone = dns.zones.findZone(name);
+  if (!zone) throw new HttpError(400, `no zone holds ${name}`);
+  const records = (values as string[]).map((value): ZoneRecord => {
+    if (type === 'TXT') return { type, data: splitTxt([Buffer.from(value, 'utf8')]), name, ttl: ttl as number };
+    try {
+      return { ...parseRdata(type, value, zone.origin, 'override'), name, ttl: ttl as number };
+    } catch (error) {
+      throw new HttpError(400, `"values": ${(error as Error).message}`);
+    }
+  });
+  return { name, type, records };
+}
+
+function describe(override: { name: string; type: RecordType; records: ZoneRecord[] }) {
+  return {
+    name: override.name,
+    type: override.type,
+    values: override.records.map(presentation),
+  };
+}
+
+function presentation(record: ZoneRecord): string {
+  switch (record.type) {
+    case 'A':
+    case 'AAAA':
+      return record.address;
+    case 'MX':
+      return `${record.priority} ${record.exchange}.`;
+    case 'NS':
+      return `${record.ns}.`;
+    case 'CNAME':
+    case 'PTR':
+      return `${record.domain}.`;
+    case 'SOA':
+      return `${record.primary}. ${record.admin}. ${record.serial} ${record.refresh} ${record.retry} ${record.expiration} ${record.minimum}`;
+    case 'TXT':
+      return Buffer.concat(record.data).toString('utf8');
+  }
+}
+
+async function readJson(request: IncomingMessage): Promise<unknown> {
+  let size = 0;
+  const chunks: Buffer[] = [];
+  for await (const chunk of request) {
+    size += chunk.length;
+    if (size > MAX_BODY) throw new HttpError(413, `body larger than ${MAX_BODY} bytes`);
+    chunks.push(chunk);
+  }
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw new HttpError(400, 'body is not JSON');
+  }
+}
+
+function send(response: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body, null, 2) + '\n';
+  response.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  response.end(text);
+}

@@ -1,0 +1,56 @@
+// node services/dns/main.ts: the lab's authoritative DNS server.
+//   DNS_LISTEN          host:port for UDP and TCP (default 0.0.0.0:53)
+//   ZONE_DIR            directory of *.zone master files (default dns-zone)
+//   DNS_CONTROL_LISTEN  host:port of the HTTP control endpoint (default 0.0.0.0:8053)
+import { existsSync, statSync } from 'node:fs';
+import { ConfigError, exitOnConfigError, readEndpoint, readString } from '../lib/config.ts';
+import { createLogger } from '../lib/log.ts';
+import { startControl } from './control.ts';
+import { DnsServer } from './server.ts';
+import { ZoneSyntaxError } from './zone-file.ts';
+
+const log = createLogger('dns');
+
+function readConfig(env: NodeJS.ProcessEnv) {
+  const config = {
+    listen: readEndpoint(env, 'DNS_LISTEN', '0.0.0.0:53'),
+    controlListen: readEndpoint(env, 'DNS_CONTROL_LISTEN', '0.0.0.0:8053'),
+    zoneDir: readString(env, 'ZONE_DIR', 'dns-zone'),
+  };
+  if (!existsSync(config.zoneDir) || !statSync(config.zoneDir).isDirectory()) {
+    throw new ConfigError(`ZONE_DIR: "${config.zoneDir}" is not a directory`);
+  }
+  return config;
+}
+
+let config: ReturnType<typeof readConfig>;
+try {
+  config = readConfig(process.env);
+} catch (error) {
+  exitOnConfigError(error);
+}
+
+const dns = new DnsServer({ listen: config.listen, zoneDir: config.zoneDir, logger: log });
+try {
+  await dns.start();
+} catch (error) {
+  // A broken zone file or a busy port: say which, and stop.
+  const reason = error instanceof ZoneSyntaxError ? error.message : `${config.listen.host}:${config.listen.port}: ${(error as Error).message}`;
+  process.stderr.write(`dns: cannot start: ${reason}\n`);
+  process.exit(1);
+}
+const control = await startControl(dns, config.controlListen, log).catch((error: Error) => {
+  process.stderr.write(`dns: control endpoint ${config.controlListen.host}:${config.controlListen.port}: ${error.message}\n`);
+  process.exit(1);
+});
+log.info({ control: `${config.controlListen.host}:${config.controlListen.port}` }, 'control endpoint listening');
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, async () => {
+    log.info({ signal }, 'stopping');
+    control.close();
+    await dns.close();
+    log.flush();
+    process.exit(0);
+  });
+}

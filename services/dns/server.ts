@@ -1,0 +1,172 @@
+// The lab's authoritative DNS server: UDP and TCP on one address, every zone
+// of a directory, reloaded on edit, each query logged and kept for the
+// control endpoint.
+import { createSocket, type Socket } from 'node:dgram';
+import { watch, type FSWatcher } from 'node:fs';
+import { createServer, type Server, type Socket as TcpSocket } from 'node:net';
+import { isIPv6 } from 'node:net';
+import type { Logger } from '../lib/log.ts';
+import type { Endpoint } from '../lib/config.ts';
+import { labAddress } from '../lib/addressing.ts';
+import { Responder, type Reply } from './responder.ts';
+import { loadZoneDir, ZoneSet } from './zones.ts';
+
+const RCODE_NAMES = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'REFUSED'];
+const RECENT_QUERIES = 1000;
+const TCP_IDLE_MS = 10_000; // RFC 7766 section 6.2.3
+const TCP_MAX_CLIENTS = 256;
+const RELOAD_SETTLE_MS = 100; // editors write in several steps
+
+export interface QueryRecord {
+  time: string;
+  client: string;
+  transport: 'udp' | 'tcp';
+  name: string;
+  type: string;
+  rcode: string;
+  answers: number;
+  truncated?: boolean;
+  fault?: string;
+}
+
+export interface DnsServerOptions {
+  listen: Endpoint;
+  zoneDir: string;
+  logger: Logger;
+}
+
+export class DnsServer {
+  readonly zones = new ZoneSet();
+  private responder = new Responder(this.zones);
+  private udp?: Socket;
+  private tcp?: Server;
+  private watcher?: FSWatcher;
+  private reloadTimer?: NodeJS.Timeout;
+  private pending = new Set<NodeJS.Timeout>();
+  private recent: QueryRecord[] = []; // a ring of the last RECENT_QUERIES
+  private recentNext = 0;
+  private options: DnsServerOptions;
+  private log: Logger;
+
+  constructor(options: DnsServerOptions) {
+    this.options = options;
+    this.log = options.logger;
+  }
+
+  // Loads the zones (an error here stops the start) and opens both sockets.
+  async start(): Promise<void> {
+    this.zones.replaceFiles(loadZoneDir(this.options.zoneDir));
+    const { host, port } = this.options.listen;
+    this.udp = createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4' });
+    this.udp.on('message', (packet, peer) => this.onUdp(packet, peer.address, peer.port));
+    this.udp.on('error', (error) => this.log.error({ err: error }, 'UDP socket error'));
+    await new Promise<void>((resolve, reject) => {
+      this.udp!.once('error', reject);
+      this.udp!.bind(port, host, () => resolve());
+    });
+    // TCP on the same port as UDP, also when port 0 let the system choose.
+    this.tcp = createServer({ allowHalfOpen: false }, (socket) => this.onTcp(socket));
+    this.tcp.maxConnections = TCP_MAX_CLIENTS;
+    await new Promise<void>((resolve, reject) => {
+      this.tcp!.once('error', reject);
+      this.tcp!.listen(this.udp!.address().port, host, () => resolve());
+    });
+    this.watcher = watch(this.options.zoneDir, () => this.scheduleReload());
+    this.log.info({ listen: `${host}:${this.port}`, zones: this.zones.zones.length }, 'DNS server listening (UDP and TCP)');
+  }
+
+  get port(): number {
+    return this.udp!.address().port;
+  }
+
+  recentQueries(): QueryRecord[] {
+    const { recent, recentNext: at } = this;
+    return [...recent.slice(at), ...recent.slice(0, at)].reverse();
+  }
+
+  // Reads the directory again; a broken file keeps the previous zones serving.
+  reload(): boolean {
+    try {
+      this.zones.replaceFiles(loadZoneDir(this.options.zoneDir));
+      this.log.info({ zones: this.zones.zones.length, generation: this.zones.generation }, 'zones reloaded');
+      return true;
+    } catch (error) {
+      this.log.error({ error: (error as Error).message }, 'zone reload failed; still serving the previous zones');
+      return false;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.watcher?.close();
+    clearTimeout(this.reloadTimer);
+    for (const timer of this.pending) clearTimeout(timer);
+    await Promise.all([
+      new Promise<void>((resolve) => (this.udp ? this.udp.close(() => resolve()) : resolve())),
+      new Promise<void>((resolve) => (this.tcp ? this.tcp.close(() => resolve()) : resolve())),
+    ]);
+  }
+
+  private scheduleReload(): void {
+    clearTimeout(this.reloadTimer);
+    this.reloadTimer = setTimeout(() => this.reload(), RELOAD_SETTLE_MS);
+  }
+
+  private onUdp(packet: Buffer, address: string, port: number): void {
+    const reply = this.answer(packet, 'udp', address);
+    if (reply.response) this.later(reply.delayMs, () => this.udp!.send(reply.response!, port, address));
+  }
+
+  private onTcp(socket: TcpSocket): void {
+    const client = socket.remoteAddress ?? '';
+    let buffered = Buffer.alloc(0);
+    socket.setTimeout(TCP_IDLE_MS, () => socket.destroy());
+    socket.on('error', () => socket.destroy());
+    socket.on('data', (chunk) => {
+      buffered = buffered.length ? Buffer.concat([buffered, chunk]) : chunk;
+      // RFC 1035 section 4.2.2: each message has a two-byte length in front.
+      while (buffered.length >= 2) {
+        const length = buffered.readUInt16BE(0);
+        if (buffered.length < 2 + length) break;
+        const packet = buffered.subarray(2, 2 + length);
+        buffered = buffered.subarray(2 + length);
+        const reply = this.answer(packet, 'tcp', client);
+        if (!reply.response) continue;
+        const frame = Buffer.allocUnsafe(2 + reply.response.length);
+        frame.writeUInt16BE(reply.response.length, 0);
+        reply.response.copy(frame, 2);
+        this.later(reply.delayMs, () => socket.writable && socket.write(frame));
+      }
+    });
+  }
+
+  private answer(packet: Buffer, transport: 'udp' | 'tcp', address: string): Reply {
+    const reply = this.responder.reply(packet, transport);
+    const record: QueryRecord = {
+      time: new Date().toISOString(),
+      client: labAddress(address),
+      transport,
+      name: reply.name,
+      type: reply.type,
+      rcode: reply.response ? (RCODE_NAMES[reply.rcode] ?? `RCODE${reply.rcode}`) : 'DROPPED',
+      answers: reply.answers,
+    };
+    if (reply.truncated) record.truncated = true;
+    if (reply.fault) record.fault = reply.fault;
+    this.recent[this.recentNext] = record;
+    this.recentNext = (this.recentNext + 1) % RECENT_QUERIES;
+    this.log.info(record, 'query');
+    return reply;
+  }
+
+  private later(delayMs: number, send: () => void): void {
+    if (delayMs === 0) {
+      send();
+      return;
+    }
+    const timer = setTimeout(() => {
+      this.pending.delete(timer);
+      send();
+    }, delayMs);
+    this.pending.add(timer);
+  }
+}

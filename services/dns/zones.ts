@@ -1,0 +1,154 @@
+// The data the server answers from: every zone file of a directory, plus the
+// temporary overrides that scenarios set through the control endpoint. Any
+// change (a file edit, an override) builds a fresh index and bumps the
+// generation, which tells the response cache to forget what it encoded.
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseZoneFile, type Fault, type RecordType, type Zone, type ZoneRecord } from './zone-file.ts';
+
+export interface Override {
+  name: string;
+  type: RecordType;
+  records: ZoneRecord[]; // empty: the RRset is removed while the override stands
+}
+
+// One zone, indexed by owner name.
+export interface IndexedZone {
+  origin: string;
+  file: string;
+  soa: ZoneRecord & { type: 'SOA' };
+  nodes: Map<string, Map<RecordType, ZoneRecord[]>>;
+  // Names that own records or lie between the apex and such a name (empty
+  // non-terminals): a query for them is NODATA, never NXDOMAIN (RFC 8020).
+  existing: Set<string>;
+  faults: Map<string, Fault[]>;
+}
+
+export function loadZoneDir(dir: string): Zone[] {
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith('.zone'))
+    .sort();
+  const zones = files.map((f) => parseZoneFile(readFileSync(join(dir, f), 'utf8'), join(dir, f)));
+  const byOrigin = new Map<string, string>();
+  for (const zone of zones) {
+    const other = byOrigin.get(zone.origin);
+    if (other) throw new Error(`${zone.file}: zone ${zone.origin || '.'} is already loaded from ${other}`);
+    byOrigin.set(zone.origin, zone.file);
+  }
+  return zones;
+}
+
+// The zone with the longest origin that contains the name.
+function deepestZone(index: Map<string, IndexedZone>, name: string): IndexedZone | undefined {
+  for (let candidate = name; ; ) {
+    const zone = index.get(candidate);
+    if (zone || candidate === '') return zone;
+    const dot = candidate.indexOf('.');
+    candidate = dot === -1 ? '' : candidate.slice(dot + 1);
+  }
+}
+
+export class ZoneSet {
+  generation = 0;
+  private files: Zone[] = [];
+  private overrides = new Map<string, Override>();
+  private index = new Map<string, IndexedZone>();
+
+  replaceFiles(zones: Zone[]): void {
+    this.files = zones;
+    this.rebuild();
+  }
+
+  get zones(): Zone[] {
+    return this.files;
+  }
+
+  listOverrides(): Override[] {
+    return [...this.overrides.values()];
+  }
+
+  setOverride(override: Override): void {
+    if (!this.findZone(override.name)) {
+      throw new Error(`no zone holds ${override.name}`);
+    }
+    this.overrides.set(`${override.name} ${override.type}`, override);
+    this.rebuild();
+  }
+
+  // Clears one override, those of a name, or all; returns how many went.
+  clearOverrides(name?: string, type?: RecordType): number {
+    let count = 0;
+    for (const [key, o] of this.overrides) {
+      if ((name === undefined || o.name === name) && (type === undefined || o.type === type)) {
+        this.overrides.delete(key);
+        count++;
+      }
+    }
+    if (count) this.rebuild();
+    return count;
+  }
+
+  findZone(name: string): IndexedZone | undefined {
+    return deepestZone(this.index, name);
+  }
+
+  // Any zone's RRset (used for additional-section addresses).
+  rrset(name: string, type: RecordType): ZoneRecord[] {
+    return this.findZone(name)?.nodes.get(name)?.get(type) ?? [];
+  }
+
+  private rebuild(): void {
+    const index = new Map<string, IndexedZone>();
+    for (const zone of this.files) {
+      index.set(zone.origin, {
+        origin: zone.origin,
+        file: zone.file,
+        soa: zone.soa,
+        nodes: new Map(),
+        existing: new Set(),
+        faults: new Map(),
+      });
+    }
+    const zoneOf = (name: string) => deepestZone(index, name);
+    const add = (zone: IndexedZone, record: ZoneRecord) => {
+      const node = zone.nodes.get(record.name) ?? new Map<RecordType, ZoneRecord[]>();
+      zone.nodes.set(record.name, node);
+      node.set(record.type, [...(node.get(record.type) ?? []), record]);
+    };
+    // A record belongs to the deepest zone that holds its name, so a zone file
+    // for a parent never shadows a child zone's file.
+    for (const zone of this.files) {
+      for (const record of zone.records) {
+        const owner = zoneOf(record.name);
+        if (owner) add(owner, record);
+      }
+      for (const fault of zone.faults) {
+        const owner = zoneOf(fault.name);
+        if (owner) owner.faults.set(fault.name, [...(owner.faults.get(fault.name) ?? []), fault]);
+      }
+    }
+    for (const override of this.overrides.values()) {
+      const zone = zoneOf(override.name);
+      if (!zone) continue;
+      const node = zone.nodes.get(override.name) ?? new Map<RecordType, ZoneRecord[]>();
+      zone.nodes.set(override.name, node);
+      if (override.records.length) node.set(override.type, override.records);
+      else node.delete(override.type);
+      if (override.type === 'SOA' && override.records.length && override.name === zone.origin) {
+        zone.soa = override.records[0] as ZoneRecord & { type: 'SOA' };
+      }
+    }
+    for (const zone of index.values()) {
+      for (const [name, node] of zone.nodes) {
+        if (node.size === 0) continue;
+        // The name and each ancestor up to the apex exist.
+        for (let n = name; n !== zone.origin && n !== ''; n = n.slice(n.indexOf('.') + 1 || n.length)) {
+          zone.existing.add(n);
+        }
+        zone.existing.add(zone.origin);
+      }
+    }
+    this.index = index;
+    this.generation++;
+  }
+}
