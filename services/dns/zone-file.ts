@@ -6,8 +6,8 @@
 //   ;@fault <name> servfail|timeout|delay=<ms> [TYPE ...]
 //
 // A fault makes the server misbehave on purpose for that name: answer
-// SERVFAIL, never answer, or answer late. Without TYPEs it applies to every
-// type the name holds no records of; with TYPEs, to exactly those types.
+// SERVFAIL, never answer, or answer late: for the TYPEs listed, or for every
+// query of the name when none are.
 //
 // Written by hand: the npm zone-file parsers report no line numbers and skip
 // escapes and parentheses in TXT, and this one is small.
@@ -46,7 +46,7 @@ export interface Fault {
   name: string;
   kind: FaultKind;
   delayMs: number;
-  types: RecordType[] | 'unanswered';
+  types: RecordType[] | 'all';
   source: string;
 }
 
@@ -447,7 +447,7 @@ export function parseFault(text: string, origin: string, file: string, line: num
   for (const t of types) {
     if (!(RECORD_TYPES as readonly string[]).includes(t)) fail(`unknown record type "${t}" in fault`);
   }
-  return { name, kind, delayMs, types: types.length ? (types as RecordType[]) : 'unanswered', source: `${file}:${line}` };
+  return { name, kind, delayMs, types: types.length ? (types as RecordType[]) : 'all', source: `${file}:${line}` };
 }
 
 // dns2 encodes AAAA from eight hex groups; accept every RFC 4291 text form.
