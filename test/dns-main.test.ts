@@ -1,0 +1,66 @@
+// The server as a process: `node services/dns/main.ts` with its environment.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Resolver } from 'node:dns/promises';
+
+const main = new URL('../services/dns/main.ts', import.meta.url).pathname;
+const fixtures = new URL('./fixtures/zones/', import.meta.url).pathname;
+
+function runMain(env: Record<string, string>) {
+  return spawnSync(process.execPath, [main], { env: { ...process.env, LOG_LEVEL: 'silent', ...env }, encoding: 'utf8', timeout: 10_000 });
+}
+
+test('a bad setting stops the server with a message naming the variable', () => {
+  const listen = runMain({ DNS_LISTEN: 'nonsense', ZONE_DIR: fixtures });
+  assert.equal(listen.status, 2);
+  assert.match(listen.stderr, /configuration error: DNS_LISTEN: "nonsense" is not host:port/);
+  const dir = runMain({ DNS_LISTEN: '127.0.0.1:0', ZONE_DIR: '/nonexistent' });
+  assert.equal(dir.status, 2);
+  assert.match(dir.stderr, /ZONE_DIR: "\/nonexistent" is not a directory/);
+});
+
+test('a broken zone file stops the start with file:line', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'dns-main-'));
+  try {
+    cpSync(fixtures, dir, { recursive: true });
+    writeFileSync(join(dir, 'bad.test.zone'), '$ORIGIN bad.test.\n$TTL 5\n@ SOA ns.lab.test. h.lab.test. 1 2 3 4 5\nwww MX ten mx\n');
+    const result = runMain({ DNS_LISTEN: '127.0.0.1:0', DNS_CONTROL_LISTEN: '127.0.0.1:0', ZONE_DIR: dir });
+    assert.equal(result.status, 1);
+    assert.match(result.stderr, /bad\.test\.zone:4: MX preference must be a number from 0 to 65535, found "ten"/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('serves, answers its control endpoint, and stops cleanly on SIGTERM', async () => {
+  const port = 20000 + (process.pid % 20000);
+  const child = spawn(process.execPath, [main], {
+    env: { ...process.env, LOG_LEVEL: 'info', DNS_LISTEN: `127.0.0.1:${port}`, DNS_CONTROL_LISTEN: `127.0.0.1:${port + 1}`, ZONE_DIR: fixtures },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (chunk) => (output += chunk));
+  try {
+    const deadline = Date.now() + 5000;
+    while (!output.includes('control endpoint listening')) {
+      assert.ok(Date.now() < deadline, `not ready: ${output}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const resolver = new Resolver({ timeout: 1000, tries: 1 });
+    resolver.setServers([`127.0.0.1:${port}`]);
+    assert.deepEqual(await resolver.resolve4('host.features.test'), ['192.0.2.22']);
+    const health = await (await fetch(`http://127.0.0.1:${port + 1}/health`)).json();
+    assert.equal(health.status, 'ok');
+    const exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0);
+    const lines = output.split('\n').filter(Boolean).map((line) => JSON.parse(line));
+    assert.ok(lines.some((l) => l.msg === 'query' && l.name === 'host.features.test' && l.rcode === 'NOERROR' && l.answers === 1));
+  } finally {
+    child.kill('SIGKILL');
+  }
+});
