@@ -1,7 +1,7 @@
 // What an authoritative server says to one question (RFC 1034 section 4.3.2,
 // without delegations: this server holds every zone of the lab, the root too).
 import type { ZoneSet } from './zones.ts';
-import type { Fault, RecordType, ZoneRecord } from './zone-file.ts';
+import { normalizeName, type Fault, type RecordType, type ZoneRecord } from './zone-file.ts';
 
 export const RCODE = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5 } as const;
 
@@ -53,7 +53,7 @@ export function lookup(zones: ZoneSet, qname: string, qtype: string): Lookup {
     const cname = node.get('CNAME');
     if (!cname) return negative(RCODE.NOERROR);
     result.answers.push(cname[0]);
-    const target = (cname[0] as ZoneRecord & { type: 'CNAME' }).domain;
+    const target = normalizeName((cname[0] as ZoneRecord & { type: 'CNAME' }).domain);
     // A loop or an over-long chain: give what we have, as real servers do.
     if (hop + 1 >= MAX_CNAME_CHAIN || result.answers.some((r) => r.name === target)) return result;
     name = target;
@@ -67,7 +67,7 @@ function withAdditionals(zones: ZoneSet, result: Lookup): Lookup {
     const target = record.type === 'MX' ? record.exchange : record.type === 'NS' ? record.ns : undefined;
     if (target === undefined) continue;
     for (const type of ['A', 'AAAA'] as const) {
-      for (const address of zones.rrset(target, type)) {
+      for (const address of zones.rrset(normalizeName(target), type)) {
         if (!result.additionals.includes(address)) result.additionals.push(address);
       }
     }

@@ -202,8 +202,10 @@ export function parseTtl(text: string): number | undefined {
   return total;
 }
 
+// The form names are compared in: DNS folds the case of ASCII letters only
+// (RFC 4343), and the final dot is left off.
 export function normalizeName(name: string): string {
-  return name.toLowerCase().replace(/\.$/, '');
+  return name.replace(/[A-Z]+/g, (s) => s.toLowerCase()).replace(/\.$/, '');
 }
 
 // An absolute name checked against RFC 1035 limits; returns why it is wrong, or undefined.
@@ -290,7 +292,7 @@ export function parseZoneFile(text: string, file: string, defaultOrigin?: string
     if (!RECORD_TYPES.includes(type)) {
       fail(`unsupported record type "${typeToken.text}" (expected one of ${RECORD_TYPES.join(', ')})`, typeToken.line);
     }
-    const record = buildRdata(type, tokens.slice(at), (token, what) => absolute(token, what), fail);
+    const record = buildRdata(type, tokens.slice(at), (token, what) => absoluteName(token, what, origin, fail, true), fail);
     if (ttl === undefined) {
       // RFC 2308: without $TTL the SOA minimum is the default.
       ttl = defaultTtl ?? (record.type === 'SOA' ? record.minimum : undefined);
@@ -305,17 +307,20 @@ export function parseZoneFile(text: string, file: string, defaultOrigin?: string
 type Fail = (message: string, line?: number) => never;
 
 // A name as written in a file: "@", absolute ("a.b."), or relative to $ORIGIN.
-function absoluteName(token: Token | undefined, what: string, origin: string | undefined, fail: Fail): string {
+// Owner names are normalized; names inside record data keep their letter case,
+// which servers return as written (RFC 4343 section 4.1).
+function absoluteName(token: Token | undefined, what: string, origin: string | undefined, fail: Fail, keepCase = false): string {
+  const normalize = (text: string) => (keepCase ? text.replace(/\.$/, '') : normalizeName(text));
   if (!token) return fail(`expected ${what}`);
   let name: string;
   if (token.text === '@') {
     if (origin === undefined) return fail('"@" used before $ORIGIN', token.line);
     name = origin;
   } else if (token.text.endsWith('.')) {
-    name = normalizeName(token.text);
+    name = normalize(token.text);
   } else {
     if (origin === undefined) return fail(`relative name "${token.text}" used before $ORIGIN`, token.line);
-    name = normalizeName(origin === '' ? token.text : `${token.text}.${origin}`);
+    name = normalize(origin === '' ? token.text : `${token.text}.${origin}`);
   }
   const problem = checkName(name);
   if (problem) fail(`${what}: ${problem}`, token.line);
@@ -331,7 +336,7 @@ export function parseRdata(type: string, text: string, origin: string, source: s
   const upper = type.toUpperCase() as RecordType;
   if (!RECORD_TYPES.includes(upper)) fail(`unsupported record type "${type}" (expected one of ${RECORD_TYPES.join(', ')})`);
   const tokens = tokenize(text, source).flatMap((entry) => entry.tokens);
-  return buildRdata(upper, tokens, (token, what) => absoluteName(token, what, origin, fail), fail);
+  return buildRdata(upper, tokens, (token, what) => absoluteName(token, what, origin, fail, true), fail);
 }
 
 function buildRdata(type: RecordType, rdata: Token[], absolute: (token: Token | undefined, what: string) => string, fail: Fail): Rdata {
