@@ -11,39 +11,20 @@
 // TXT values are the text itself (split at 255 bytes on the wire); other
 // types are written as in a zone file ("10 mx.receiver.test."). An empty
 // values list hides the name's records of that type.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import type { Logger } from '../lib/log.ts';
 import type { Endpoint } from '../lib/config.ts';
+import { HttpError, readJson, startHttp } from '../lib/http.ts';
 import type { DnsServer } from './server.ts';
 import { checkName, normalizeName, parseRdata, RECORD_TYPES, splitTxt, type RecordType, type ZoneRecord } from './zone-file.ts';
 
-const MAX_BODY = 64 * 1024;
 const DEFAULT_OVERRIDE_TTL = 5;
 
-class HttpError extends Error {
-  status: number;
-  constructor(status: number, message: string) {
-    super(message);
-    this.status = status;
-  }
-}
-
 export function startControl(dns: DnsServer, listen: Endpoint, log: Logger): Promise<Server> {
-  const server = createServer((request, response) => {
-    handle(dns, request, log)
-      .then((body) => send(response, 200, body))
-      .catch((error: Error) => send(response, error instanceof HttpError ? error.status : 500, { error: error.message }));
-  });
-  server.requestTimeout = 10_000;
-  server.maxConnections = 64;
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(listen.port, listen.host, () => resolve(server));
-  });
+  return startHttp(listen, (request, url) => handle(dns, request, url, log));
 }
 
-async function handle(dns: DnsServer, request: IncomingMessage, log: Logger): Promise<unknown> {
-  const url = new URL(request.url ?? '/', 'http://control');
+async function handle(dns: DnsServer, request: IncomingMessage, url: URL, log: Logger): Promise<unknown> {
   const route = `${request.method} ${url.pathname}`;
   switch (route) {
     case 'GET /health':
@@ -128,25 +109,4 @@ function presentation(record: ZoneRecord): string {
     case 'TXT':
       return Buffer.concat(record.data).toString('utf8');
   }
-}
-
-async function readJson(request: IncomingMessage): Promise<unknown> {
-  let size = 0;
-  const chunks: Buffer[] = [];
-  for await (const chunk of request) {
-    size += chunk.length;
-    if (size > MAX_BODY) throw new HttpError(413, `body larger than ${MAX_BODY} bytes`);
-    chunks.push(chunk);
-  }
-  try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
-  } catch {
-    throw new HttpError(400, 'body is not JSON');
-  }
-}
-
-function send(response: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body, null, 2) + '\n';
-  response.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
-  response.end(text);
 }
