@@ -1,0 +1,251 @@
+// The MX: SMTP from other MTAs for the instance's domains. Each message is
+// verified (SPF, DKIM, DMARC, ARC), decided on, and stored or refused; the
+// whole session is recorded. Data flows one way:
+// SMTP session -> message + envelope -> verify -> decide -> store or refuse -> record.
+import './reply-codes.ts';
+import { format } from 'node:util';
+import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
+import { labAddress } from '../lib/addressing.ts';
+import type { Logger } from '../lib/log.ts';
+import type { LabResolver } from '../lib/resolver.ts';
+import { decide, replyText } from './decide.ts';
+import { headerValue, parseHeaders } from './headers.ts';
+import type { Instance } from './instance.ts';
+import { splitMailbox, type Maildir } from './maildir.ts';
+import type { SessionRecord, SessionStore, Transaction } from './sessions.ts';
+import { traceHeaders } from './trace.ts';
+import { verify } from './verify.ts';
+
+export interface InboundContext {
+  instance: Instance;
+  resolver: LabResolver;
+  maildir: Maildir;
+  sessions: SessionStore;
+  log: Logger;
+  tls: { key: Buffer; cert: Buffer };
+}
+
+interface Live {
+  record: SessionRecord;
+  clientAddress: string;
+  busy: Promise<unknown>; // the message being processed; closing waits for it
+}
+
+const smtpError = (code: number, text: string) => Object.assign(new Error(text), { responseCode: code });
+
+export function createInbound(ctx: InboundContext): SMTPServer {
+  const { instance, resolver, maildir, sessions, log } = ctx;
+  const live = new Map<string, Live>();
+
+  // smtp-server reports each command and reply to its logger: that is the transcript.
+  const transcript = (meta: { tnx?: string; cid?: string } | undefined, text: string, args: unknown[]) => {
+    const session = meta?.cid ? live.get(meta.cid) : undefined;
+    if (!session || !['command', 'send', 'data'].includes(meta?.tnx ?? '')) return;
+    session.record.transcript.push({ at: new Date().toISOString(), line: format(text, ...args) });
+  };
+  const smtpLogger = {
+    debug: (meta: never, text: string, ...args: unknown[]) => transcript(meta, text, args),
+    info: (meta: object, text: string, ...args: unknown[]) => log.debug(meta, format(text, ...args)),
+    error: (meta: object, text: string, ...args: unknown[]) => log.warn(meta, format(text, ...args)),
+    warn: (meta: object, text: string, ...args: unknown[]) => log.warn(meta, format(text, ...args)),
+    trace: () => undefined,
+    fatal: (meta: object, text: string, ...args: unknown[]) => log.error(meta, format(text, ...args)),
+  };
+
+  const mailboxExists = (address: string) => {
+    const [local, domain] = splitMailbox(address);
+    return instance.domains.get(domain)?.has(local) ?? false;
+  };
+
+  async function receive(stream: SMTPServerDataStream, session: SMTPServerSession, state: Live): Promise<string> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    const message = Buffer.concat(chunks);
+    const envelope = {
+      mailFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+      rcptTo: session.envelope.rcptTo.map((r) => r.address),
+    };
+    const transaction: Transaction = {
+      at: new Date().toISOString(),
+      envelope,
+      message: { ...summary(message), size: message.length },
+      dns: [],
+      decision: { disposition: 'refused', code: 0, enhanced: '', reason: '' },
+      deliveries: [],
+    };
+    state.record.transactions.push(transaction);
+    const refuse = async (code: number, enhanced: string, reason: string) => {
+      transaction.decision = { disposition: 'refused', code, enhanced, reason };
+      await sessions.save(state.record, true);
+      throw smtpError(code, `${enhanced} ${reason}`);
+    };
+
+    if (stream.sizeExceeded) {
+      return refuse(552, '5.3.4', `message exceeds the size limit of ${instance.limits.messageSize} bytes`);
+    }
+    // RFC 5321 section 2.3.8: lines end in CRLF. A bare LF or CR is how SMTP
+    // smuggling hides a second message inside the first, so it is refused.
+    const bare = findBareLineEnding(message);
+    if (bare) {
+      return refuse(550, '5.5.2', `bare ${bare} in message data at byte ${message.indexOf(bare === 'LF' ? '\n' : '\r')}: lines must end in CRLF (RFC 5321 section 2.3.8)`);
+    }
+
+    const verdict = await verify(message, { clientAddress: state.clientAddress, helo: session.hostNameAppearsAs, mailFrom: envelope.mailFrom }, resolver, instance.hostname);
+    const decision = decide(verdict, instance.policy);
+    const { headers, dns, ...checks } = verdict;
+    transaction.checks = checks;
+    transaction.dns = dns;
+    transaction.decision = decision;
+    log.info({ session: session.id, envelope, messageId: transaction.message?.messageId, disposition: decision.disposition, reason: decision.reason }, 'decision');
+
+    if (decision.disposition === 'reject' || decision.disposition === 'defer') {
+      await sessions.save(state.record, true);
+      throw smtpError(decision.code!, replyText(decision));
+    }
+    const folder = decision.disposition === 'junk' ? 'Junk' : 'INBOX';
+    try {
+      for (const recipient of envelope.rcptTo) {
+        const trace = traceHeaders(
+          {
+            hostname: instance.hostname,
+            sessionId: session.id,
+            clientAddress: state.clientAddress,
+            clientHostname: state.record.client.hostname,
+            helo: session.hostNameAppearsAs,
+            tls: state.record.tls,
+            authenticated: false,
+            mailFrom: envelope.mailFrom,
+            recipient,
+          },
+          headers,
+        );
+        const { path: _path, ...delivery } = await maildir.deliver(recipient, folder, Buffer.concat([Buffer.from(trace), message]));
+        transaction.deliveries.push(delivery);
+      }
+      await sessions.save(state.record, true);
+    } catch (error) {
+      // Nothing is acknowledged that is not on disk: the client keeps the message and retries.
+      log.error({ err: error, session: session.id }, 'storing failed');
+      transaction.decision = { ...decision, disposition: 'defer', reason: `local storage error: ${(error as Error).message}` };
+      await sessions.save(state.record, false).catch(() => undefined);
+      throw smtpError(451, '4.3.0 Local error while storing the message; try again later');
+    }
+    return `Delivered to ${folder === 'INBOX' ? 'INBOX' : 'Junk'}: ${transaction.deliveries.map((d) => d.id).join(', ')}`;
+  }
+
+  const server = new SMTPServer({
+    name: instance.hostname,
+    banner: `mail-lab ${instance.name}`,
+    size: instance.limits.messageSize,
+    maxClients: instance.limits.clients,
+    socketTimeout: instance.limits.idleSeconds * 1000,
+    disabledCommands: ['AUTH'],
+    hideENHANCEDSTATUSCODES: false,
+    authOptional: true,
+    key: ctx.tls.key,
+    cert: ctx.tls.cert,
+    logger: smtpLogger as never,
+    // Reverse lookups go to the lab DNS, for the lab address of the client.
+    resolver: {
+      reverse: (address: string, callback: (error: Error | null, names?: string[]) => void) => {
+        resolver
+          .resolve(reverseName(labAddress(address)), 'PTR')
+          .then((names) => callback(null, names as string[]), (error) => callback(error));
+      },
+    } as never,
+
+    onConnect(session, callback) {
+      const clientAddress = labAddress(session.remoteAddress);
+      const hostname = session.clientHostname && !session.clientHostname.startsWith('[') ? session.clientHostname : undefined;
+      live.set(session.id, {
+        clientAddress,
+        busy: Promise.resolve(),
+        record: {
+          id: session.id,
+          instance: instance.name,
+          startedAt: new Date().toISOString(),
+          client: { address: clientAddress, port: session.remotePort, hostname },
+          transcript: [],
+          transactions: [],
+        },
+      });
+      callback();
+    },
+
+    onMailFrom(_address, session, callback) {
+      const state = live.get(session.id);
+      if (state) {
+        state.record.client.helo = session.hostNameAppearsAs;
+        if (session.secure && session.tlsOptions) {
+          state.record.tls = { protocol: session.tlsOptions.standardName ? session.tlsOptions.version : session.tlsOptions.version, cipher: session.tlsOptions.name };
+        }
+      }
+      callback();
+    },
+
+    onRcptTo(address, session, callback) {
+      const [, domain] = splitMailbox(address.address);
+      if (!instance.domains.has(domain)) {
+        return callback(smtpError(550, `5.7.1 Relaying denied: ${instance.hostname} does not accept mail for ${domain}`));
+      }
+      if (!mailboxExists(address.address)) {
+        return callback(smtpError(550, `5.1.1 No such mailbox: ${address.address}`));
+      }
+      if (session.envelope.rcptTo.length >= instance.limits.recipients) {
+        return callback(smtpError(452, `4.5.3 Too many recipients: at most ${instance.limits.recipients} per message`));
+      }
+      callback();
+    },
+
+    onData(stream, session, callback) {
+      const state = live.get(session.id);
+      if (!state) {
+        stream.resume();
+        return callback(smtpError(451, '4.3.0 Session state lost; try again'));
+      }
+      const work = receive(stream, session, state).then(
+        (reply) => callback(null, reply),
+        (error: Error & { responseCode?: number }) => {
+          if (!error.responseCode) {
+            log.error({ err: error, session: session.id }, 'processing failed');
+            return callback(smtpError(451, '4.3.0 Local error in processing; try again later'));
+          }
+          callback(error);
+        },
+      );
+      state.busy = work;
+    },
+
+    onClose(session) {
+      const state = live.get(session.id);
+      if (!state) return;
+      live.delete(session.id);
+      state.busy.finally(() => {
+        state.record.endedAt = new Date().toISOString();
+        sessions.save(state.record, false).catch((error) => log.error({ err: error, session: session.id }, 'saving the session record failed'));
+      });
+    },
+  });
+  server.on('error', (error) => log.warn({ err: error }, 'SMTP server error'));
+  return server;
+}
+
+// The header fields a person looks for first; the message itself stays as sent.
+function summary(message: Buffer): { messageId?: string; from?: string; subject?: string } {
+  const fields = parseHeaders(message);
+  return { messageId: headerValue(fields, 'Message-ID'), from: headerValue(fields, 'From'), subject: headerValue(fields, 'Subject') };
+}
+
+export function findBareLineEnding(message: Buffer): 'LF' | 'CR' | undefined {
+  for (let at = message.indexOf(10); at !== -1; at = message.indexOf(10, at + 1)) {
+    if (at === 0 || message[at - 1] !== 13) return 'LF';
+  }
+  for (let at = message.indexOf(13); at !== -1; at = message.indexOf(13, at + 1)) {
+    if (message[at + 1] !== 10) return 'CR';
+  }
+  return undefined;
+}
+
+function reverseName(address: string): string {
+  return `${address.split('.').reverse().join('.')}.in-addr.arpa`;
+}

@@ -1,0 +1,116 @@
+// Mailboxes as Maildir (cur/new/tmp), Junk as the Maildir++ folder .Junk.
+// A delivery is durable before it returns: the file is written in tmp/,
+// fsynced, renamed into new/, and new/ itself is fsynced, so that a crash
+// right after can lose nothing that was acknowledged.
+import { mkdir, open, readdir, readFile, rename, stat } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+
+export type Folder = 'INBOX' | 'Junk';
+
+export interface Delivery {
+  id: string; // the file's unique name, also the message's id in the API
+  mailbox: string; // local@domain
+  folder: Folder;
+  path: string;
+}
+
+let counter = 0;
+
+export class Maildir {
+  readonly root: string;
+  private host: string;
+  private made = new Set<string>();
+
+  constructor(root: string, host = hostname()) {
+    this.root = root;
+    this.host = host.replace(/[/:]/g, '_');
+  }
+
+  folderPath(mailbox: string, folder: Folder): string {
+    const [local, domain] = splitMailbox(mailbox);
+    const base = join(this.root, domain, local);
+    return folder === 'INBOX' ? base : join(base, `.${folder}`);
+  }
+
+  async deliver(mailbox: string, folder: Folder, message: Buffer): Promise<Delivery> {
+    const dir = this.folderPath(mailbox, folder);
+    await this.ensure(dir);
+    // Maildir unique name: time, then what makes it unique on this host.
+    const now = Date.now();
+    const id = `${Math.floor(now / 1000)}.M${(now % 1000) * 1000}P${process.pid}Q${++counter}.${this.host}`;
+    const temporary = join(dir, 'tmp', id);
+    const file = await open(temporary, 'wx', 0o600);
+    try {
+      await file.writeFile(message);
+      await file.sync();
+    } finally {
+      await file.close();
+    }
+    const path = join(dir, 'new', id);
+    await rename(temporary, path);
+    await syncDirectory(join(dir, 'new'));
+    return { id, mailbox, folder, path };
+  }
+
+  // The mailboxes and folders on disk, with message counts.
+  async list(): Promise<{ mailbox: string; folders: { folder: Folder; messages: number; unseen: number }[] }[]> {
+    const result = [];
+    for (const domain of await entries(this.root)) {
+      for (const local of await entries(join(this.root, domain))) {
+        const mailbox = `${local}@${domain}`;
+        const folders = [];
+        for (const folder of ['INBOX', 'Junk'] as Folder[]) {
+          const dir = this.folderPath(mailbox, folder);
+          const unseen = (await entries(join(dir, 'new'))).length;
+          folders.push({ folder, messages: unseen + (await entries(join(dir, 'cur'))).length, unseen });
+        }
+        result.push({ mailbox, folders });
+      }
+    }
+    return result;
+  }
+
+  async read(delivery: Pick<Delivery, 'mailbox' | 'folder' | 'id'>): Promise<Buffer | undefined> {
+    const dir = this.folderPath(delivery.mailbox, delivery.folder);
+    // A mail client may have moved it to cur/ (and added flags after ":2,").
+    for (const sub of ['new', 'cur']) {
+      for (const name of await entries(join(dir, sub))) {
+        if (name === delivery.id || name.startsWith(`${delivery.id}:`)) return readFile(join(dir, sub, name));
+      }
+    }
+    return undefined;
+  }
+
+  private async ensure(dir: string): Promise<void> {
+    if (this.made.has(dir)) return;
+    for (const sub of ['tmp', 'new', 'cur']) await mkdir(join(dir, sub), { recursive: true, mode: 0o700 });
+    // The new directories themselves must survive a crash too.
+    await syncDirectory(dir);
+    await syncDirectory(join(dir, '..'));
+    this.made.add(dir);
+  }
+}
+
+export function splitMailbox(mailbox: string): [string, string] {
+  const at = mailbox.lastIndexOf('@');
+  return [mailbox.slice(0, at).toLowerCase(), mailbox.slice(at + 1).toLowerCase()];
+}
+
+export async function syncDirectory(dir: string): Promise<void> {
+  const handle = await open(dir, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+async function entries(dir: string): Promise<string[]> {
+  try {
+    if (!(await stat(dir)).isDirectory()) return [];
+    return (await readdir(dir)).filter((name) => !name.startsWith('.'));
+  } catch {
+    return [];
+  }
+}

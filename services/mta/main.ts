@@ -1,0 +1,63 @@
+// node services/mta/main.ts: one MTA instance.
+//   MTA_CONFIG    the instance file (instances/receiver.yaml, ...)        required
+//   MTA_DATA_DIR  where Maildirs and session records go      default .lab-data/<name>
+//   MTA_CERT_DIR  lab TLS certificates (<hostname>.pem/.key) default instances/certs
+//   LAB_EMBEDDED  1: the embedded lab, on the loopback twin of the lab address,
+//                 privileged ports + 10000 (DESIGN.md); otherwise all addresses
+//   LAB_DNS       host:port of the lab DNS, instead of the instance file's
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { embeddedPort, loopbackTwin } from '../lib/addressing.ts';
+import { ConfigError, exitOnConfigError, readChoice, readEndpoint, readString } from '../lib/config.ts';
+import { createLogger } from '../lib/log.ts';
+import { loadInstance } from './instance.ts';
+import { startMta } from './mta.ts';
+
+function readConfig(env: NodeJS.ProcessEnv) {
+  const file = env.MTA_CONFIG;
+  if (!file) throw new ConfigError('MTA_CONFIG: not set (the instance file, e.g. instances/receiver.yaml)');
+  const instance = loadInstance(file);
+  const embedded = readChoice(env, 'LAB_EMBEDDED', '0', ['0', '1']) === '1';
+  const host = embedded ? loopbackTwin(instance.address) : '0.0.0.0';
+  const port = (p: number) => (embedded ? embeddedPort(p) : p);
+  const dnsDefault = embedded ? `${loopbackTwin(instance.dns)}:${embeddedPort(53)}` : `${instance.dns}:53`;
+  const certDir = readString(env, 'MTA_CERT_DIR', 'instances/certs');
+  const certificate = (ext: string) => {
+    const path = join(certDir, `${instance.hostname}.${ext}`);
+    try {
+      return readFileSync(path);
+    } catch {
+      throw new ConfigError(`MTA_CERT_DIR: ${path} is missing (make the lab certificates: node scripts/make-certs.ts)`);
+    }
+  };
+  return {
+    instance,
+    dataDir: readString(env, 'MTA_DATA_DIR', join('.lab-data', instance.name)),
+    mx: { host, port: port(instance.ports.mx) },
+    api: { host, port: port(instance.ports.api) },
+    dns: readEndpoint(env, 'LAB_DNS', dnsDefault),
+    tls: { key: certificate('key'), cert: certificate('pem') },
+  };
+}
+
+let config: ReturnType<typeof readConfig>;
+try {
+  config = readConfig(process.env);
+} catch (error) {
+  exitOnConfigError(error);
+}
+
+const log = createLogger(config.instance.name);
+const mta = await startMta({ ...config, log }).catch((error: Error) => {
+  process.stderr.write(`${config.instance.name}: cannot start: ${error.message}\n`);
+  process.exit(1);
+});
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, async () => {
+    log.info({ signal }, 'stopping');
+    await mta.close();
+    log.flush();
+    process.exit(0);
+  });
+}
