@@ -24,6 +24,14 @@ before(async () => {
 after(() => lab.close());
 
 const api = async (path: string) => (await fetch(`http://${receiver.host}:${receiver.apiPort}${path}`)).json();
+// A session's record is complete (the last reply, QUIT) once the connection has closed.
+async function endedSession(id: string) {
+  for (const deadline = Date.now() + 3000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 20))) {
+    const session = await api(`/api/sessions/${id}`);
+    if (session.endedAt) return session;
+  }
+  throw new Error(`session ${id} did not end`);
+}
 const inbox = (mailbox: string, folder = '') => join(lab.dataDir, 'receiver', 'mail', 'receiver.test', mailbox, folder, 'new');
 const files = (dir: string) => {
   try {
@@ -72,7 +80,7 @@ describe('a session a person types', () => {
     assert.equal(message.mailbox, 'alice@receiver.test');
     assert.equal(message.folder, 'INBOX');
     assert.deepEqual(message.headers.find((h: { name: string }) => h.name === 'Subject'), { name: 'Subject', value: 'This is smtp mail' });
-    const session = await api(`/api/sessions/${message.session}`);
+    const session = await endedSession(message.session);
     assert.deepEqual(
       session.transcript.map((t: { line: string }) => t.line.split(' ')[0]),
       ['S:', 'C:', 'S:', 'C:', 'S:', 'C:', 'S:', 'C:', 'S:', 'C:', 'S:', 'C:', 'S:'],
@@ -134,7 +142,7 @@ describe('refusals, each with its code', () => {
     assert.notEqual(result.code, 0);
     assert.match(result.output, /<\*\* +550 5\.7\.1 Message rejected: DMARC fail for sender\.test \(p=reject\): neither SPF nor DKIM passed/);
     const rejected = await api('/api/sessions?disposition=reject');
-    const session = await api(`/api/sessions/${rejected[0].id}`);
+    const session = await endedSession(rejected[0].id);
     const [transactionRecord] = session.transactions;
     assert.equal(session.client.address, '192.0.2.66', 'the lab address, not the loopback one');
     assert.equal(session.client.hostname, 'mta.attacker.test', 'from the lab PTR');
