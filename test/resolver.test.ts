@@ -80,3 +80,9 @@ test('failures are not kept: the next question asks again', async () => {
   await assert.rejects(ask('broken.features.test', 'A'), { code: 'ESERVFAIL' });
   assert.deepEqual(questions.map((q) => q.cached), [false, false]);
 });
+
+test('TXT bytes arrive one character per byte, as Node gives them', async () => {
+  const resolver = new LabResolver({ host: '127.0.0.1', port: dns.port });
+  await override('bytes.features.test', 'TXT', ['caf\u00e9'], 5); // sent as UTF-8: 63 61 66 c3 a9
+  assert.deepEqual(await resolver.resolve('bytes.features.test', 'TXT'), [['caf\u00c3\u00a9']]);
+});

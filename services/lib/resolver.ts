@@ -9,6 +9,24 @@ import type { Endpoint } from './config.ts';
 
 const { Packet, UDPClient } = dns2;
 
+// dns2 decodes TXT strings as UTF-8, which mangles bytes that are not UTF-8.
+// Node's resolver, whose shapes mailauth expects, gives one character per
+// byte (latin1): decode the same way, so that no record reads differently.
+type Reader = { read(bits: number): number };
+(Packet.Resource as unknown as { TXT: { decode: unknown } }).TXT.decode = function (this: { data: string[] }, reader: Reader, length: number) {
+  const strings: string[] = [];
+  for (let read = 0; read < length; ) {
+    const size = reader.read(8);
+    read += 1 + size;
+    if (read > length) throw new Error('TXT decode: character-string overruns RDATA');
+    let text = '';
+    for (let i = 0; i < size; i++) text += String.fromCharCode(reader.read(8));
+    strings.push(text);
+  }
+  this.data = strings;
+  return this;
+};
+
 export type RecordShape = string | string[] | { exchange: string; priority: number };
 
 export interface Question {
