@@ -8,6 +8,13 @@ import { ConfigError } from '../lib/config.ts';
 
 export type SpfFailAction = 'inbox' | 'junk' | 'reject';
 
+export interface DkimSelector {
+  domain: string; // the signing domain (d=); its key is <keyDir>/<domain>/<selector>.pem
+  selector: string;
+  canonicalization: string; // header/body: relaxed/relaxed, simple/simple, ...
+  headers?: string[]; // header fields to sign; mailauth's default list when absent
+}
+
 export interface Instance {
   file: string;
   name: string;
@@ -15,9 +22,16 @@ export interface Instance {
   address: string; // lab address
   dns: string; // lab address of the DNS server
   domains: Map<string, Set<string>>; // domain -> mailbox local parts
-  ports: { mx: number; api: number };
+  ports: { mx: number; submission: number; api: number };
   limits: { messageSize: number; recipients: number; clients: number; idleSeconds: number };
   policy: { spfFailWithoutDmarc: SpfFailAction; trustedArcSealers: string[] };
+  submission: {
+    plaintextAuth: boolean; // AUTH without STARTTLS: a lab convenience, off in real life
+    senders: 'own' | 'any'; // which envelope and From domains a user may use
+    passwords: Map<string, string>; // local part -> password; login is local@any-of-our-domains
+  };
+  dkim: Map<string, DkimSelector[]>; // From domain -> its signatures, in order
+  delivery: { retryInitialSeconds: number; retryMaxSeconds: number; giveUpAfterSeconds: number };
   sessionsKept: number;
 }
 
@@ -65,8 +79,8 @@ export function checkInstance(doc: unknown, file: string): Instance {
     return value as number;
   };
 
-  const top = object(doc, '', ['name', 'hostname', 'address', 'dns', 'domains', 'ports', 'limits', 'policy', 'sessionsKept']);
-  const required = ['name', 'hostname', 'address', 'dns', 'domains', 'ports', 'limits', 'policy'];
+  const top = object(doc, '', ['name', 'hostname', 'address', 'dns', 'domains', 'ports', 'limits', 'policy', 'submission', 'dkim', 'delivery', 'sessionsKept']);
+  const required = ['name', 'hostname', 'address', 'dns', 'domains', 'ports', 'limits', 'policy', 'submission', 'delivery'];
   for (const key of required) if (top[key] === undefined) fail(key, 'missing');
   if (typeof top.name !== 'string' || !/^[a-z][a-z0-9-]*$/.test(top.name)) fail('name', 'must be a lower-case word (a-z, 0-9, -)');
 
@@ -82,7 +96,7 @@ export function checkInstance(doc: unknown, file: string): Instance {
   }
   if (domains.size === 0) fail('domains', 'at least one domain');
 
-  const ports = object(top.ports, 'ports', ['mx', 'api']);
+  const ports = object(top.ports, 'ports', ['mx', 'submission', 'api']);
   const limits = object(top.limits, 'limits', ['messageSize', 'recipients', 'clients', 'idleSeconds']);
   const policy = object(top.policy, 'policy', ['spfFailWithoutDmarc', 'trustedArcSealers']);
   const actions: SpfFailAction[] = ['inbox', 'junk', 'reject'];
@@ -92,6 +106,39 @@ export function checkInstance(doc: unknown, file: string): Instance {
   const sealers = policy.trustedArcSealers ?? [];
   if (!Array.isArray(sealers)) fail('policy.trustedArcSealers', 'must be a list of domains');
 
+  const submission = object(top.submission, 'submission', ['plaintextAuth', 'senders', 'passwords']);
+  if (typeof submission.plaintextAuth !== 'boolean') fail('submission.plaintextAuth', 'must be true or false');
+  if (submission.senders !== 'own' && submission.senders !== 'any') fail('submission.senders', 'must be own or any');
+  const passwords = new Map<string, string>();
+  for (const [user, password] of Object.entries(object(submission.passwords, 'submission.passwords', Object.keys(submission.passwords ?? {})))) {
+    if (typeof password !== 'string' || password === '') fail(`submission.passwords.${user}`, 'must be a non-empty string');
+    passwords.set(user.toLowerCase(), password as string);
+  }
+
+  const dkim = new Map<string, DkimSelector[]>();
+  for (const [domain, list] of Object.entries(object(top.dkim ?? {}, 'dkim', Object.keys(top.dkim ?? {})))) {
+    const key = `dkim.${domain}`;
+    hostname(domain, key);
+    if (!Array.isArray(list) || list.length === 0) fail(key, 'must be a list of selectors');
+    dkim.set(
+      domain.toLowerCase(),
+      (list as unknown[]).map((item, i) => {
+        const entry = object(item, `${key}[${i}]`, ['selector', 'domain', 'canonicalization', 'headers']);
+        const signingDomain = entry.domain === undefined ? domain.toLowerCase() : hostname(entry.domain, `${key}[${i}].domain`);
+        if (typeof entry.selector !== 'string' || !/^[a-z0-9_.-]+$/i.test(entry.selector)) fail(`${key}[${i}].selector`, 'must be a selector name');
+        const canonicalization = entry.canonicalization ?? 'relaxed/relaxed';
+        if (!/^(relaxed|simple)\/(relaxed|simple)$/.test(String(canonicalization))) fail(`${key}[${i}].canonicalization`, 'must be relaxed/relaxed, relaxed/simple, simple/relaxed or simple/simple');
+        const headers = entry.headers;
+        if (headers !== undefined && (!Array.isArray(headers) || !headers.every((h) => typeof h === 'string' && /^[\x21-\x39\x3b-\x7e]+$/.test(h)) || !headers.some((h) => String(h).toLowerCase() === 'from'))) {
+          fail(`${key}[${i}].headers`, 'must be a list of header field names that includes From');
+        }
+        return { domain: signingDomain, selector: entry.selector as string, canonicalization: String(canonicalization), headers: headers as string[] | undefined };
+      }),
+    );
+  }
+
+  const delivery = object(top.delivery, 'delivery', ['retryInitialSeconds', 'retryMaxSeconds', 'giveUpAfterSeconds']);
+
   return {
     file,
     name: top.name as string,
@@ -99,7 +146,11 @@ export function checkInstance(doc: unknown, file: string): Instance {
     address: address(top.address, 'address'),
     dns: address(top.dns, 'dns'),
     domains,
-    ports: { mx: integer(ports.mx, 'ports.mx', 1, 65535), api: integer(ports.api, 'ports.api', 1, 65535) },
+    ports: {
+      mx: integer(ports.mx, 'ports.mx', 1, 65535),
+      submission: integer(ports.submission, 'ports.submission', 1, 65535),
+      api: integer(ports.api, 'ports.api', 1, 65535),
+    },
     limits: {
       messageSize: integer(limits.messageSize, 'limits.messageSize', 1024, 1 << 30),
       recipients: integer(limits.recipients, 'limits.recipients', 1, 10000),
@@ -109,6 +160,13 @@ export function checkInstance(doc: unknown, file: string): Instance {
     policy: {
       spfFailWithoutDmarc: policy.spfFailWithoutDmarc as SpfFailAction,
       trustedArcSealers: (sealers as unknown[]).map((s, i) => hostname(s, `policy.trustedArcSealers[${i}]`)),
+    },
+    submission: { plaintextAuth: submission.plaintextAuth as boolean, senders: submission.senders as 'own' | 'any', passwords },
+    dkim,
+    delivery: {
+      retryInitialSeconds: integer(delivery.retryInitialSeconds, 'delivery.retryInitialSeconds', 1, 3600),
+      retryMaxSeconds: integer(delivery.retryMaxSeconds, 'delivery.retryMaxSeconds', 1, 86400),
+      giveUpAfterSeconds: integer(delivery.giveUpAfterSeconds, 'delivery.giveUpAfterSeconds', 1, 30 * 86400),
     },
     sessionsKept: top.sessionsKept === undefined ? 10000 : integer(top.sessionsKept, 'sessionsKept', 1, 1_000_000),
   };

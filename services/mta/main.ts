@@ -2,6 +2,7 @@
 //   MTA_CONFIG    the instance file (instances/receiver.yaml, ...)        required
 //   MTA_DATA_DIR  where Maildirs and session records go      default .lab-data/<name>
 //   MTA_CERT_DIR  lab TLS certificates (<hostname>.pem/.key) default instances/certs
+//   DKIM_KEY_DIR  DKIM private keys (<domain>/<selector>.pem)  default dns-zone/dkim
 //   LAB_EMBEDDED  1: the embedded lab, on the loopback twin of the lab address,
 //                 privileged ports + 10000 (DESIGN.md); otherwise all addresses
 //   LAB_DNS       host:port of the lab DNS, instead of the instance file's
@@ -33,8 +34,15 @@ function readConfig(env: NodeJS.ProcessEnv) {
   return {
     instance,
     dataDir: readString(env, 'MTA_DATA_DIR', join('.lab-data', instance.name)),
+    keyDir: readString(env, 'DKIM_KEY_DIR', 'dns-zone/dkim'),
     mx: { host, port: port(instance.ports.mx) },
+    submission: { host, port: port(instance.ports.submission) },
     api: { host, port: port(instance.ports.api) },
+    // Lab addresses are reached as themselves, or embedded as their loopback twins.
+    outbound: {
+      connect: (address: string) => ({ host: embedded ? loopbackTwin(address) : address, port: port(25) }),
+      localAddress: embedded ? host : undefined,
+    },
     dns: readEndpoint(env, 'LAB_DNS', dnsDefault),
     tls: { key: certificate('key'), cert: certificate('pem') },
   };
@@ -49,6 +57,7 @@ try {
 
 const log = createLogger(config.instance.name);
 const mta = await startMta({ ...config, log }).catch((error: Error) => {
+  if (error instanceof ConfigError) exitOnConfigError(error);
   process.stderr.write(`${config.instance.name}: cannot start: ${error.message}\n`);
   process.exit(1);
 });

@@ -1,22 +1,29 @@
-// One MTA instance, assembled: the MX and the API over shared storage. The
-// instance file says who it is; the caller says where it listens.
+// One MTA instance, assembled: the MX, submission, the queue and its delivery
+// worker, and the API, over shared storage. The instance file says who it
+// is; the caller says where it listens and how lab addresses are reached.
 import { join } from 'node:path';
-import type { Server } from 'node:http';
 import type { SMTPServer } from 'smtp-server';
 import type { Endpoint } from '../lib/config.ts';
 import type { Logger } from '../lib/log.ts';
 import { LabResolver } from '../lib/resolver.ts';
 import { startApi } from './api.ts';
+import { DeliveryWorker, type Outbound } from './deliver.ts';
 import { createInbound } from './inbound.ts';
 import type { Instance } from './instance.ts';
 import { Maildir } from './maildir.ts';
+import { Queue } from './queue.ts';
 import { SessionStore } from './sessions.ts';
+import { Signer } from './sign.ts';
+import { createSubmission } from './submission.ts';
 
 export interface MtaOptions {
   instance: Instance;
-  dataDir: string; // mail/ (Maildirs) and sessions/ (records) live here
+  dataDir: string; // mail/ (Maildirs), sessions/ (records) and queue/ live here
+  keyDir: string; // DKIM keys: <keyDir>/<domain>/<selector>.pem
   mx: Endpoint;
+  submission: Endpoint;
   api: Endpoint;
+  outbound: Outbound;
   dns: Endpoint;
   tls: { key: Buffer; cert: Buffer };
   log: Logger;
@@ -24,9 +31,11 @@ export interface MtaOptions {
 
 export interface RunningMta {
   mxPort: number;
+  submissionPort: number;
   apiPort: number;
   maildir: Maildir;
   sessions: SessionStore;
+  queue: Queue;
   close(): Promise<void>;
 }
 
@@ -35,18 +44,31 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
   const resolver = new LabResolver(options.dns);
   const maildir = new Maildir(join(options.dataDir, 'mail'), instance.hostname);
   const sessions = new SessionStore(join(options.dataDir, 'sessions'), instance.sessionsKept);
+  const signer = new Signer(instance, options.keyDir);
+  const queue = new Queue(join(options.dataDir, 'queue'));
+  const worker = new DeliveryWorker(instance, queue, resolver, options.outbound, log);
   const mx = createInbound({ instance, resolver, maildir, sessions, log, tls: options.tls });
+  const submission = createSubmission({ instance, queue, signer, log, tls: options.tls, queued: () => worker.kick() });
   await listen(mx, options.mx);
-  const api = await startApi(options.api, instance, maildir, sessions);
-  const mxPort = (mx.server.address() as { port: number }).port;
-  const apiPort = (api.address() as { port: number }).port;
-  log.info({ mx: `${options.mx.host}:${mxPort}`, api: `${options.api.host}:${apiPort}`, dns: `${options.dns.host}:${options.dns.port}` }, `${instance.name} (${instance.hostname}) listening`);
+  await listen(submission, options.submission);
+  const api = await startApi(options.api, instance, maildir, sessions, queue);
+  worker.start();
+  const port = (server: { address(): unknown }) => (server.address() as { port: number }).port;
+  const running = { mxPort: port(mx.server), submissionPort: port(submission.server), apiPort: port(api) };
+  log.info(
+    { mx: `${options.mx.host}:${running.mxPort}`, submission: `${options.submission.host}:${running.submissionPort}`, api: `${options.api.host}:${running.apiPort}`, dns: `${options.dns.host}:${options.dns.port}`, queued: queue.list().length },
+    `${instance.name} (${instance.hostname}) listening`,
+  );
   return {
-    mxPort,
-    apiPort,
+    ...running,
     maildir,
     sessions,
-    close: () => closeAll(mx, api),
+    queue,
+    async close() {
+      await worker.stop();
+      api.close();
+      await Promise.all([mx, submission].map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
+    },
   };
 }
 
@@ -58,9 +80,4 @@ function listen(server: SMTPServer, at: Endpoint): Promise<void> {
       resolve();
     });
   });
-}
-
-async function closeAll(mx: SMTPServer, api: Server): Promise<void> {
-  api.close();
-  await new Promise<void>((resolve) => mx.close(() => resolve()));
 }

@@ -11,7 +11,7 @@ export interface TraceInfo {
   tls?: { protocol?: string; cipher?: string };
   authenticated: boolean;
   mailFrom: string;
-  recipient: string;
+  recipient?: string; // named in "for" when the message has exactly one
   date?: Date;
 }
 
@@ -23,7 +23,7 @@ export function receivedHeader(info: TraceInfo): string {
   return (
     `Received: ${from}\r\n` +
     `\tby ${info.hostname} (mail-lab) with ${protocol}${tls} id ${info.sessionId}\r\n` +
-    `\tfor <${info.recipient}>; ${rfc5322Date(info.date ?? new Date())}\r\n`
+    `\t${info.recipient ? `for <${info.recipient}>; ` : ''}${rfc5322Date(info.date ?? new Date())}\r\n`
   );
 }
 

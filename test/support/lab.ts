@@ -26,6 +26,9 @@ export async function startLab(zoneDir = join(root, 'dns-zone')): Promise<TestLa
   await dns.start();
   const dataDir = mkdtempSync(join(tmpdir(), 'lab-test-'));
   const running: RunningMta[] = [];
+  // Where each started instance's MX listens, by its loopback twin: how the
+  // others reach it (the embedded lab's rule, with ports the system chose).
+  const mxPorts = new Map<string, number>();
   return {
     dns,
     dnsPort: dns.port,
@@ -35,14 +38,21 @@ export async function startLab(zoneDir = join(root, 'dns-zone')): Promise<TestLa
       const host = loopbackTwin(instance.address);
       const mta = await startMta({
         instance,
-        dataDir: join(dataDir, name),
+        dataDir: join(dataDir, instance.name),
+        keyDir: join(root, 'dns-zone', 'dkim'),
         mx: { host, port: 0 },
+        submission: { host, port: 0 },
         api: { host, port: 0 },
         dns: { host: '127.0.2.53', port: dns.port },
+        outbound: {
+          connect: (address) => ({ host: loopbackTwin(address), port: mxPorts.get(loopbackTwin(address)) ?? 1 }),
+          localAddress: host,
+        },
         tls: certificates(instance.hostname),
         log: silent,
       });
       running.push(mta);
+      mxPorts.set(host, mta.mxPort);
       return { ...mta, host, instance };
     },
     async close() {

@@ -1,0 +1,114 @@
+// The outbound queue, on disk as Postfix keeps one: per message a file with
+// the message (<id>.eml) and one with its envelope and delivery state
+// (<id>.json). A message is in the queue once both are fsynced and the
+// directory entry too; only then does the submitter hear 250. After a crash,
+// everything with a state file is delivered; a message file without one was
+// never acknowledged and is removed.
+import { mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { syncDirectory } from './maildir.ts';
+
+export type RecipientStatus = 'queued' | 'delivered' | 'failed';
+
+export interface QueueRecipient {
+  address: string;
+  status: RecipientStatus;
+  attempts: number;
+  lastReply?: string; // the last SMTP reply or error for this recipient
+  remoteMta?: string;
+  at?: string; // when it was delivered or failed
+}
+
+export interface QueueEntry {
+  id: string;
+  createdAt: string;
+  mailFrom: string; // '' for a bounce
+  recipients: QueueRecipient[];
+  size: number;
+  messageId?: string;
+  origin: 'submission' | 'bounce' | 'forward';
+  submittedBy?: string;
+  attempts: number;
+  lastError?: string;
+  nextAttemptAt: string;
+}
+
+export class Queue {
+  private dir: string;
+  private entries = new Map<string, QueueEntry>();
+
+  constructor(dir: string) {
+    this.dir = dir;
+    mkdirSync(dir, { recursive: true });
+    const names = readdirSync(dir);
+    for (const name of names.filter((n) => n.endsWith('.json'))) {
+      const entry = JSON.parse(readFileSync(join(dir, name), 'utf8')) as QueueEntry;
+      this.entries.set(entry.id, entry);
+    }
+    for (const name of names) {
+      const orphan = name.endsWith('.eml') && !this.entries.has(name.slice(0, -4));
+      if (orphan || name.endsWith('.tmp')) unlinkSync(join(dir, name));
+    }
+  }
+
+  async add(message: Buffer, fields: Pick<QueueEntry, 'mailFrom' | 'messageId' | 'origin' | 'submittedBy'> & { recipients: string[] }): Promise<QueueEntry> {
+    const now = new Date().toISOString();
+    const entry: QueueEntry = {
+      ...fields,
+      id: `${Date.now().toString(36)}${randomBytes(5).toString('hex')}`.toUpperCase(),
+      createdAt: now,
+      recipients: fields.recipients.map((address) => ({ address, status: 'queued', attempts: 0 })),
+      size: message.length,
+      attempts: 0,
+      nextAttemptAt: now,
+    };
+    await writeFile(join(this.dir, `${entry.id}.eml`), message, true);
+    await this.save(entry, true);
+    return entry;
+  }
+
+  // The state file is replaced whole (write, rename). After a delivery the
+  // state need not be durable: a crash before it reaches the disk means a
+  // duplicate, never a loss.
+  async save(entry: QueueEntry, durable = false): Promise<void> {
+    const file = join(this.dir, `${entry.id}.json`);
+    await writeFile(`${file}.tmp`, Buffer.from(JSON.stringify(entry)), durable);
+    await rename(`${file}.tmp`, file);
+    if (durable) await syncDirectory(this.dir);
+    this.entries.set(entry.id, entry);
+  }
+
+  async remove(entry: QueueEntry): Promise<void> {
+    this.entries.delete(entry.id);
+    await unlink(join(this.dir, `${entry.id}.json`));
+    await unlink(join(this.dir, `${entry.id}.eml`));
+  }
+
+  message(entry: QueueEntry): Promise<Buffer> {
+    return readFile(join(this.dir, `${entry.id}.eml`));
+  }
+
+  get(id: string): QueueEntry | undefined {
+    return this.entries.get(id);
+  }
+
+  list(): QueueEntry[] {
+    return [...this.entries.values()];
+  }
+
+  due(now = Date.now()): QueueEntry[] {
+    return this.list().filter((e) => Date.parse(e.nextAttemptAt) <= now);
+  }
+}
+
+async function writeFile(file: string, data: Buffer, durable: boolean): Promise<void> {
+  const handle = await open(file, 'w', 0o600);
+  try {
+    await handle.writeFile(data);
+    if (durable) await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}

@@ -1,0 +1,147 @@
+// Submission (RFC 6409): the instance's users hand in mail on port 587 after
+// AUTH. The message gets what a submission server adds (Message-ID, Date,
+// CRLF line ends, a Received field), is DKIM-signed for its From domain and
+// queued durably before the 250.
+import './reply-codes.ts';
+import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
+import { labAddress } from '../lib/addressing.ts';
+import type { Logger } from '../lib/log.ts';
+import { headerValue, parseHeaders } from './headers.ts';
+import type { Instance } from './instance.ts';
+import { splitMailbox } from './maildir.ts';
+import type { Queue } from './queue.ts';
+import type { Signer } from './sign.ts';
+import { receivedHeader, rfc5322Date } from './trace.ts';
+
+export interface SubmissionContext {
+  instance: Instance;
+  queue: Queue;
+  signer: Signer;
+  log: Logger;
+  tls: { key: Buffer; cert: Buffer };
+  queued: () => void; // tells the delivery worker there is work
+}
+
+const smtpError = (code: number, text: string) => Object.assign(new Error(text), { responseCode: code });
+
+export function createSubmission(ctx: SubmissionContext): SMTPServer {
+  const { instance, queue, signer, log } = ctx;
+  const ours = (domain: string) => instance.domains.has(domain.toLowerCase());
+  const mayUse = (address: string) => instance.submission.senders === 'any' || ours(splitMailbox(address)[1]);
+
+  async function submit(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    if (stream.sizeExceeded) throw smtpError(552, `5.3.4 Message exceeds the size limit of ${instance.limits.messageSize} bytes`);
+    let message = normalizeLineEnds(Buffer.concat(chunks));
+
+    const fields = parseHeaders(message);
+    const fromDomain = authorDomain(headerValue(fields, 'From'));
+    if (!fromDomain) throw smtpError(550, '5.6.0 The message has no From: address');
+    if (!mayUse(`x@${fromDomain}`)) {
+      throw smtpError(550, `5.7.1 ${session.user} may not send as From: ${headerValue(fields, 'From')} (not a domain of ${instance.hostname})`);
+    }
+    // RFC 6409 section 8: the submission server may add what is missing.
+    let added = '';
+    const messageId = headerValue(fields, 'Message-ID') ?? `<${Date.now().toString(36)}.${session.id}@${instance.hostname}>`;
+    if (!headerValue(fields, 'Message-ID')) added += `Message-ID: ${messageId}\r\n`;
+    if (!headerValue(fields, 'Date')) added += `Date: ${rfc5322Date(new Date())}\r\n`;
+    const recipients = session.envelope.rcptTo.map((r) => r.address);
+    const received = receivedHeader({
+      hostname: instance.hostname,
+      sessionId: session.id,
+      clientAddress: labAddress(session.remoteAddress),
+      helo: session.hostNameAppearsAs,
+      tls: session.secure && session.tlsOptions ? { protocol: session.tlsOptions.version, cipher: session.tlsOptions.name } : undefined,
+      authenticated: true,
+      mailFrom: '',
+      recipient: recipients.length === 1 ? recipients[0] : undefined,
+    });
+    message = Buffer.concat([Buffer.from(received + added), message]);
+
+    let signatures: string;
+    try {
+      signatures = await signer.sign(message, fromDomain);
+    } catch (error) {
+      log.error({ err: error, session: session.id }, 'signing failed');
+      throw smtpError(451, `4.3.0 Signing failed, the message was not accepted: ${(error as Error).message}`);
+    }
+    const entry = await queue.add(Buffer.concat([Buffer.from(signatures), message]), {
+      mailFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
+      recipients,
+      messageId,
+      origin: 'submission',
+      submittedBy: String(session.user),
+    });
+    log.info({ queueId: entry.id, user: session.user, from: entry.mailFrom, to: recipients, messageId, signed: signatures !== '' }, 'queued');
+    ctx.queued();
+    return `Ok: queued as ${entry.id}`;
+  }
+
+  const server = new SMTPServer({
+    name: instance.hostname,
+    banner: `mail-lab ${instance.name} submission`,
+    size: instance.limits.messageSize,
+    maxClients: instance.limits.clients,
+    socketTimeout: instance.limits.idleSeconds * 1000,
+    authMethods: ['PLAIN', 'LOGIN'],
+    allowInsecureAuth: instance.submission.plaintextAuth,
+    hideENHANCEDSTATUSCODES: false,
+    key: ctx.tls.key,
+    cert: ctx.tls.cert,
+    disableReverseLookup: true,
+    logger: false,
+
+    // Login with the full address; the password is the user's lab password.
+    onAuth(auth, _session, callback) {
+      const login = String(auth.username ?? '').toLowerCase();
+      const [local, domain] = splitMailbox(login);
+      const password = instance.submission.passwords.get(local);
+      if (!login.includes('@') || !ours(domain) || password === undefined || auth.password !== password) {
+        return callback(smtpError(535, '5.7.8 Authentication failed: wrong user name or password'));
+      }
+      callback(null, { user: login });
+    },
+
+    onMailFrom(address, session, callback) {
+      if (address.address && !mayUse(address.address)) {
+        return callback(smtpError(553, `5.7.1 ${session.user} may not send as ${address.address} (not a domain of ${instance.hostname})`));
+      }
+      callback();
+    },
+
+    onRcptTo(_address, session, callback) {
+      if (session.envelope.rcptTo.length >= instance.limits.recipients) {
+        return callback(smtpError(452, `4.5.3 Too many recipients: at most ${instance.limits.recipients} per message`));
+      }
+      callback();
+    },
+
+    onData(stream, session, callback) {
+      submit(stream, session).then(
+        (reply) => callback(null, reply),
+        (error: Error & { responseCode?: number }) => {
+          if (!error.responseCode) log.error({ err: error, session: session.id }, 'submission failed');
+          callback(error.responseCode ? error : smtpError(451, '4.3.0 Local error in processing; try again later'));
+        },
+      );
+    },
+  });
+  server.on('error', (error) => log.warn({ err: error }, 'submission server error'));
+  return server;
+}
+
+// Lines end in CRLF on the wire and in the queue, whatever the client sent.
+export function normalizeLineEnds(message: Buffer): Buffer {
+  const text = message.toString('latin1');
+  if (!/\r(?!\n)|(?<!\r)\n/.test(text)) return message;
+  return Buffer.from(text.replace(/\r\n|\r|\n/g, '\r\n'), 'latin1');
+}
+
+// The domain of the (first) address in a From field.
+export function authorDomain(from: string | undefined): string | undefined {
+  if (!from) return undefined;
+  const address = /<([^<>]*)>\s*$/.exec(from)?.[1] ?? from;
+  const at = address.lastIndexOf('@');
+  return at === -1 ? undefined : address.slice(at + 1).trim().replace(/[>;,\s].*$/, '').toLowerCase() || undefined;
+}
