@@ -32,7 +32,22 @@ export interface Instance {
   };
   dkim: Map<string, DkimSelector[]>; // From domain -> its signatures, in order
   delivery: { retryInitialSeconds: number; retryMaxSeconds: number; giveUpAfterSeconds: number };
+  forwarding: Forwarding;
   sessionsKept: number;
+}
+
+export interface MailingList {
+  members: string[];
+  subjectTag?: string; // "[class]" before the Subject, as lists do (breaks DKIM)
+  footer?: string; // text appended to the body (breaks DKIM)
+}
+
+export interface Forwarding {
+  aliases: Map<string, string[]>; // address -> where its mail goes, unchanged
+  lists: Map<string, MailingList>;
+  srs: boolean; // rewrite the envelope sender of forwarded mail (SRS0)
+  srsSecret: string;
+  arcSeal: boolean; // ARC-seal forwarded mail with the instance's DKIM key
 }
 
 const HOSTNAME = /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}$/i;
@@ -79,7 +94,7 @@ export function checkInstance(doc: unknown, file: string): Instance {
     return value as number;
   };
 
-  const top = object(doc, '', ['name', 'hostname', 'address', 'dns', 'domains', 'ports', 'limits', 'policy', 'submission', 'dkim', 'delivery', 'sessionsKept']);
+  const top = object(doc, '', ['name', 'hostname', 'address', 'dns', 'domains', 'ports', 'limits', 'policy', 'submission', 'dkim', 'delivery', 'forwarding', 'sessionsKept']);
   const required = ['name', 'hostname', 'address', 'dns', 'domains', 'ports', 'limits', 'policy', 'submission', 'delivery'];
   for (const key of required) if (top[key] === undefined) fail(key, 'missing');
   if (typeof top.name !== 'string' || !/^[a-z][a-z0-9-]*$/.test(top.name)) fail('name', 'must be a lower-case word (a-z, 0-9, -)');
@@ -139,6 +154,43 @@ export function checkInstance(doc: unknown, file: string): Instance {
 
   const delivery = object(top.delivery, 'delivery', ['retryInitialSeconds', 'retryMaxSeconds', 'giveUpAfterSeconds']);
 
+  const forwardingDoc = object(top.forwarding ?? {}, 'forwarding', ['aliases', 'lists', 'srs', 'srsSecret', 'arcSeal']);
+  const mailAddress = (value: unknown, key: string): string => {
+    if (typeof value !== 'string' || !/^[^@\s]+@[^@\s]+$/.test(value)) return fail(key, `must be an e-mail address, found ${JSON.stringify(value)}`);
+    return value.toLowerCase();
+  };
+  const localAddress = (value: string, key: string): string => {
+    const result = mailAddress(value, key);
+    if (!domains.has(result.slice(result.lastIndexOf('@') + 1))) fail(key, `${result} is not in one of this instance's domains`);
+    return result;
+  };
+  const addresses = (value: unknown, key: string): string[] => {
+    if (!Array.isArray(value) || value.length === 0) return fail(key, 'must be a list of e-mail addresses');
+    return value.map((v, i) => mailAddress(v, `${key}[${i}]`));
+  };
+  const aliases = new Map<string, string[]>();
+  for (const [from, to] of Object.entries(object(forwardingDoc.aliases ?? {}, 'forwarding.aliases', Object.keys(forwardingDoc.aliases ?? {})))) {
+    aliases.set(localAddress(from, `forwarding.aliases.${from}`), addresses(to, `forwarding.aliases.${from}`));
+  }
+  const lists = new Map<string, MailingList>();
+  for (const [name, value] of Object.entries(object(forwardingDoc.lists ?? {}, 'forwarding.lists', Object.keys(forwardingDoc.lists ?? {})))) {
+    const key = `forwarding.lists.${name}`;
+    const list = object(value, key, ['members', 'subjectTag', 'footer']);
+    for (const text of ['subjectTag', 'footer'] as const) {
+      if (list[text] !== undefined && typeof list[text] !== 'string') fail(`${key}.${text}`, 'must be text');
+    }
+    lists.set(localAddress(name, key), { members: addresses(list.members, `${key}.members`), subjectTag: list.subjectTag as string | undefined, footer: list.footer as string | undefined });
+  }
+  for (const flag of ['srs', 'arcSeal'] as const) {
+    if (forwardingDoc[flag] !== undefined && typeof forwardingDoc[flag] !== 'boolean') fail(`forwarding.${flag}`, 'must be true or false');
+  }
+  if (forwardingDoc.srs && (typeof forwardingDoc.srsSecret !== 'string' || forwardingDoc.srsSecret.length < 8)) {
+    fail('forwarding.srsSecret', 'must be a secret of at least 8 characters when srs is on');
+  }
+  if (forwardingDoc.arcSeal && !dkim.has([...domains.keys()][0])) {
+    fail('forwarding.arcSeal', `needs a dkim entry for ${[...domains.keys()][0]}: its first selector's key seals`);
+  }
+
   return {
     file,
     name: top.name as string,
@@ -167,6 +219,13 @@ export function checkInstance(doc: unknown, file: string): Instance {
       retryInitialSeconds: integer(delivery.retryInitialSeconds, 'delivery.retryInitialSeconds', 1, 3600),
       retryMaxSeconds: integer(delivery.retryMaxSeconds, 'delivery.retryMaxSeconds', 1, 86400),
       giveUpAfterSeconds: integer(delivery.giveUpAfterSeconds, 'delivery.giveUpAfterSeconds', 1, 30 * 86400),
+    },
+    forwarding: {
+      aliases,
+      lists,
+      srs: forwardingDoc.srs === true,
+      srsSecret: String(forwardingDoc.srsSecret ?? ''),
+      arcSeal: forwardingDoc.arcSeal === true,
     },
     sessionsKept: top.sessionsKept === undefined ? 10000 : integer(top.sessionsKept, 'sessionsKept', 1, 1_000_000),
   };

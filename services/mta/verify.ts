@@ -23,6 +23,7 @@ export interface Verdict {
   arc: CheckResult & { instances: number; sealer?: string; sealerSaw?: { dmarc?: string; spf?: string; dkim?: string } };
   headers: string; // Received-SPF and Authentication-Results, ready to prepend
   dns: Question[]; // every DNS question the checks asked, in order
+  arcSealInput: { authResults: unknown; cv: string }; // what an ARC seal of this hop must say
 }
 
 export interface Envelope {
@@ -85,6 +86,7 @@ export async function verify(message: Buffer, envelope: Envelope, resolver: LabR
     },
     headers: result.headers,
     dns,
+    arcSealInput: { authResults: arc?.authResults, cv: arc?.status?.result ?? 'none' },
   };
 }
 

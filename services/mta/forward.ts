@@ -1,0 +1,111 @@
+// Forwarding, as an alias host and a mailing list do it, with each habit that
+// matters for authentication switchable in the instance file:
+// - an alias re-sends the message unchanged, from the forwarder's address:
+//   SPF at the next hop now sees the forwarder and fails for the author;
+// - a list tags the subject and adds a footer: the author's DKIM signature
+//   breaks; it also takes the bounces itself (<list>-bounces@);
+// - SRS puts the forwarder's domain in the envelope sender, and routes
+//   bounces to such an address back to the original sender;
+// - an ARC seal records what the forwarder verified before it changed things.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { sealMessage } from 'mailauth';
+import type { Logger } from '../lib/log.ts';
+import type { Instance, MailingList } from './instance.ts';
+import type { Queue } from './queue.ts';
+import { srsForward, srsReverse } from './srs.ts';
+
+export interface Forwarded {
+  address: string; // the alias, list or SRS address the message came to
+  kind: 'alias' | 'list' | 'srs-bounce';
+  to: string[];
+  mailFrom: string;
+  queueId: string;
+  sealed: boolean;
+}
+
+export interface ArcInput {
+  authResults: unknown; // what this forwarder's own checks found, from mailauth
+  cv: string; // the chain validation result so far: none, pass or fail
+}
+
+export class Forwarder {
+  private instance: Instance;
+  private queue: Queue;
+  private log: Logger;
+  private seal?: { signingDomain: string; selector: string; privateKey: Buffer };
+
+  constructor(instance: Instance, queue: Queue, keyDir: string, log: Logger) {
+    this.instance = instance;
+    this.queue = queue;
+    this.log = log;
+    const domain = [...instance.domains.keys()][0];
+    const selector = instance.dkim.get(domain)?.[0];
+    if (instance.forwarding.arcSeal && selector) {
+      this.seal = { signingDomain: selector.domain, selector: selector.selector, privateKey: readFileSync(join(keyDir, selector.domain, `${selector.selector}.pem`)) };
+    }
+  }
+
+  // Whether mail to this address is forwarded, or why it cannot be accepted.
+  accepts(address: string): { ok: true } | { ok: false; reason: string } | undefined {
+    const { aliases, lists, srs, srsSecret } = this.instance.forwarding;
+    const lower = address.toLowerCase();
+    if (aliases.has(lower) || lists.has(lower)) return { ok: true };
+    if (srs && /^srs0[=+-]/i.test(lower)) {
+      const reversed = srsReverse(address, srsSecret);
+      return 'sender' in reversed ? { ok: true } : { ok: false, reason: reversed.error };
+    }
+    return undefined;
+  }
+
+  // Queues the message for each forwarding address among the recipients.
+  async forward(message: Buffer, mailFrom: string, addresses: string[], received: string, arc: ArcInput): Promise<Forwarded[]> {
+    const results: Forwarded[] = [];
+    for (const address of addresses) {
+      const lower = address.toLowerCase();
+      const list = this.instance.forwarding.lists.get(lower);
+      const alias = this.instance.forwarding.aliases.get(lower);
+      let plan: { kind: Forwarded['kind']; to: string[]; mailFrom: string; body: Buffer };
+      if (list) {
+        const at = lower.lastIndexOf('@');
+        plan = { kind: 'list', to: list.members, mailFrom: `${lower.slice(0, at)}-bounces${lower.slice(at)}`, body: rewriteForList(message, lower, list) };
+      } else if (alias) {
+        const { srs, srsSecret } = this.instance.forwarding;
+        const sender = srs && mailFrom !== '' ? srsForward(mailFrom, lower.slice(lower.lastIndexOf('@') + 1), srsSecret) : mailFrom;
+        plan = { kind: 'alias', to: alias, mailFrom: sender, body: message };
+      } else {
+        const reversed = srsReverse(address, this.instance.forwarding.srsSecret);
+        if (!('sender' in reversed)) continue;
+        plan = { kind: 'srs-bounce', to: [reversed.sender], mailFrom: '', body: message };
+      }
+      let out = Buffer.concat([Buffer.from(received), plan.body]);
+      let sealed = false;
+      if (this.seal) {
+        const headers = await sealMessage(out, { ...this.seal, authResults: arc.authResults, cv: arc.cv } as never);
+        sealed = headers.length > 0;
+        out = Buffer.concat([headers, out]);
+      }
+      const entry = await this.queue.add(out, { mailFrom: plan.mailFrom, recipients: plan.to, origin: 'forward' });
+      this.log.info({ queueId: entry.id, address, kind: plan.kind, to: plan.to, mailFrom: plan.mailFrom, sealed }, 'forwarded');
+      results.push({ address, kind: plan.kind, to: plan.to, mailFrom: plan.mailFrom, queueId: entry.id, sealed });
+    }
+    return results;
+  }
+}
+
+// What a list does to a message: a tag before the subject, a List-Id, a footer.
+export function rewriteForList(message: Buffer, listAddress: string, list: MailingList): Buffer {
+  const text = message.toString('latin1');
+  const split = text.indexOf('\r\n\r\n');
+  let header = split === -1 ? text : text.slice(0, split + 2);
+  let body = split === -1 ? '' : text.slice(split + 4);
+  if (list.subjectTag) {
+    const tag = list.subjectTag;
+    const subject = /^Subject:(.*)$/im.exec(header);
+    if (!subject) header += `Subject: ${tag}\r\n`;
+    else if (!subject[1].includes(tag)) header = header.replace(/^Subject:[ \t]*/im, (field) => `${field.trimEnd()} ${tag} `);
+  }
+  header += `List-Id: <${listAddress.replace('@', '.')}>\r\nList-Post: <mailto:${listAddress}>\r\n`;
+  if (list.footer) body = `${body.replace(/(\r\n)*$/, '\r\n')}${list.footer.replace(/\r?\n/g, '\r\n')}\r\n`;
+  return Buffer.from(`${header}\r\n${body}`, 'latin1');
+}
