@@ -1,0 +1,14 @@
+# One image for every lab service; compose.yaml picks the command and the instance file.
+FROM node:24-slim
+WORKDIR /lab
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev && npm cache clean --force
+COPY services services
+COPY instances instances
+COPY dns-zone dns-zone
+RUN mkdir /data && chown node:node /data
+USER node
+ENV LOG_FORMAT=json
+# compose.yaml sets a healthcheck per service; this one fits an MTA.
+HEALTHCHECK --interval=5s --timeout=3s --retries=5 CMD node -e "fetch('http://127.0.0.1:8025/api/health').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"
+CMD ["node", "services/mta/main.ts"]
