@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { createSocket, type Socket } from 'node:dgram';
 import { connect } from 'node:net';
 import { promises as dnsPromises } from 'node:dns';
+import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { Packet } from 'dns2';
@@ -46,8 +47,9 @@ type Random = ReturnType<typeof makeRandom>;
 
 // ---- building queries byte by byte (dns2 would refuse to encode the odd ones)
 
-function encodeName(name: string): Buffer {
-  const labels = name.split('.').filter(Boolean).map((l) => Buffer.from(l, 'latin1'));
+// A name in wire form; labels given as an array may hold dots of their own.
+function encodeName(name: string | string[]): Buffer {
+  const labels = (typeof name === 'string' ? name.split('.').filter(Boolean) : name).map((l) => Buffer.from(l, 'latin1'));
   return Buffer.concat([...labels.flatMap((l) => [Buffer.from([l.length]), l]), Buffer.from([0])]);
 }
 
@@ -72,12 +74,13 @@ interface QuerySpec {
   id?: number;
   flags?: number; // default: RD, opcode QUERY
   name: string;
+  label?: string; // one more label in front of the name, written as it is
   qtype: number;
   qclass?: number;
   opt?: Opt;
 }
 
-function buildQuery({ id = 0, flags = 0x0100, name, qtype, qclass = 1, opt }: QuerySpec): Buffer {
+function buildQuery({ id = 0, flags = 0x0100, name, label, qtype, qclass = 1, opt }: QuerySpec): Buffer {
   const header = Buffer.alloc(12);
   header.writeUInt16BE(id, 0);
   header.writeUInt16BE(flags, 2);
@@ -86,7 +89,8 @@ function buildQuery({ id = 0, flags = 0x0100, name, qtype, qclass = 1, opt }: Qu
   const question = Buffer.alloc(4);
   question.writeUInt16BE(qtype, 0);
   question.writeUInt16BE(qclass, 2);
-  return Buffer.concat([header, encodeName(name), question, opt ? optRecord(opt) : Buffer.alloc(0)]);
+  const labels = name.split('.').filter(Boolean);
+  return Buffer.concat([header, encodeName(label === undefined ? labels : [label, ...labels]), question, opt ? optRecord(opt) : Buffer.alloc(0)]);
 }
 
 // ---- mutations of valid queries
@@ -168,6 +172,7 @@ const mutations: Mutation[] = [
     return Buffer.concat([packet.subarray(0, at), random.bytes(1 + random.int(4)), packet.subarray(at)]);
   },
   function oddHeaderFlags(packet, random) {
+    if (packet.length < 12) return packet;
     const out = Buffer.from(packet);
     if (random.chance(0.5)) {
       out.writeUInt16BE(random.int(65536), 2);
@@ -179,6 +184,7 @@ const mutations: Mutation[] = [
     return out;
   },
   function oddCounts(packet, random) {
+    if (packet.length < 12) return packet;
     const out = Buffer.from(packet);
     for (const at of [4, 6, 8, 10]) {
       if (random.chance(0.4)) out.writeUInt16BE(random.pick([0, 1, 2, 0xffff, random.int(65536)]), at);
@@ -201,7 +207,7 @@ function fuzzPacket(random: Random, seeds: QuerySpec[]): Buffer {
   if (roll < 25) spec.opt = oddOpt(random);
   else if (roll < 30) spec.qtype = random.pick([0, TYPE.OPT, TYPE.AXFR, TYPE.IXFR, 250, 253, 254, 65535, random.int(65536)]);
   else if (roll < 35) spec.qclass = random.pick([0, 2, 3, 4, 254, 255, random.int(65536)]);
-  else if (roll < 40) spec.name = [oddLabel(random), ...spec.name.split('.')].join('.');
+  else if (roll < 40) spec.label = oddLabel(random);
   let packet = buildQuery(spec);
   if (roll >= 40 || random.chance(0.3)) {
     for (let n = 1 + random.int(3); n > 0 && packet.length > 0; n--) packet = random.pick(mutations)(packet, random);
@@ -232,9 +238,11 @@ function replyProblem(query: Buffer, reply: Buffer, transport: 'udp' | 'tcp'): s
   } catch {
     // an unparsable query: any well-formed error reply will do
   }
-  const askedOpt = asked?.additionals.some((r) => r.type === TYPE.OPT) ?? false;
-  if (transport === 'udp' && reply.length > (askedOpt ? 1232 : 512)) return `UDP reply of ${reply.length} bytes`;
-  if (!askedOpt && parsed.additionals.some((r) => r.type === TYPE.OPT)) return 'reply has an OPT record, the query had none';
+  // Without additional records a query has no OPT, so the reply has none
+  // either (RFC 6891 section 7) and fits in 512 bytes.
+  const mayHaveOpt = query.length >= 12 && query.readUInt16BE(10) > 0;
+  if (transport === 'udp' && reply.length > (mayHaveOpt ? 1232 : 512)) return `UDP reply of ${reply.length} bytes`;
+  if (!mayHaveOpt && parsed.additionals.some((r) => r.type === TYPE.OPT)) return 'reply has an OPT record, the query had none';
   const question = asked?.questions.length === 1 && asked.errors.length === 0 ? asked.questions[0] : undefined;
   const echoed = parsed.questions[0];
   if (question && echoed) {
@@ -278,7 +286,8 @@ before(async () => {
       done();
     },
   });
-  dns = new DnsServer({ listen: { host: '127.0.0.1', port: 0 }, zoneDir: 'dns-zone', logger: pino({ level: 'error' }, sink) });
+  const zoneDir = join(import.meta.dirname, '..', 'dns-zone');
+  dns = new DnsServer({ listen: { host: '127.0.0.1', port: 0 }, zoneDir, logger: pino({ level: 'error' }, sink) });
   await dns.start();
   // Every owner name of the lab zones, asked for each common type, with and
   // without EDNS, in random letter case, and names that do not exist.
@@ -326,6 +335,7 @@ test(`UDP: ${UDP_PACKETS} random and mutated packets (FUZZ_SEED=${SEED})`, async
   t.diagnostic(`FUZZ_SEED=${SEED}`);
   const random = makeRandom(SEED);
   const socket = await udpClient();
+  t.after(() => socket.close());
   socket.setRecvBufferSize(4 * 1024 * 1024);
   const sent = new Map<number, Buffer>(); // ID -> the packet that carried it
   const answered = new Set<number>();
@@ -376,7 +386,6 @@ test(`UDP: ${UDP_PACKETS} random and mutated packets (FUZZ_SEED=${SEED})`, async
   }
   // Answers that a delay fault holds back arrive last.
   await new Promise((resolve) => setTimeout(resolve, Math.min(maxDelayMs, 5000) + 200));
-  socket.close();
   t.diagnostic(`${UDP_PACKETS} packets sent, ${replies} answered`);
   assert.equal(findings.problems.size, 0, `FUZZ_SEED=${SEED}\n${findings.report()}`);
   assert.ok(replies > UDP_PACKETS / 10, `only ${replies} replies`);
@@ -397,11 +406,14 @@ function tcpSession(chunks: Buffer[], { halfClose = true, waitMs = 1500, reset =
     socket.setNoDelay(true);
     let data = Buffer.alloc(0);
     let closedByServer = false;
+    let finished = false;
     const finish = () => {
+      if (finished) return;
+      finished = true;
       clearTimeout(timer);
       socket.destroy();
       const frames: Buffer[] = [];
-      for (let at = 0; at + 2 <= data.length; ) {
+      for (let at = 0; at + 2 <= data.length && at + 2 + data.readUInt16BE(at) <= data.length; ) {
         const length = data.readUInt16BE(at);
         frames.push(data.subarray(at + 2, at + 2 + length));
         at += 2 + length;
@@ -412,6 +424,7 @@ function tcpSession(chunks: Buffer[], { halfClose = true, waitMs = 1500, reset =
     socket.on('data', (chunk) => (data = Buffer.concat([data, chunk])));
     socket.on('end', () => ((closedByServer = true), finish()));
     socket.on('error', finish);
+    socket.on('close', finish);
     socket.on('connect', async () => {
       for (const chunk of chunks) {
         socket.write(chunk);
@@ -495,9 +508,9 @@ test('TCP: pipelined, split, badly framed, half-closed and reset connections', a
 
   // An idle half-open client (no FIN) must not block others, and clients
   // that reset right after asking must not upset the server.
-  const idle = tcpSession([Buffer.from([0, 40])], { halfClose: false, waitMs: 3000 });
+  const idle = tcpSession([Buffer.from([0, 40])], { halfClose: false, waitMs: 1500 });
   for (let c = 0; c < 20; c++) {
-    await tcpSession([frame(valid(7)), frame(valid(8))], { reset: true, waitMs: 200 });
+    await tcpSession([frame(valid(7)), frame(valid(8))], { reset: true });
     messages += 2;
   }
   const concurrent = await Promise.all(Array.from({ length: 30 }, (_, c) => tcpSession([frame(valid(1000 + c))])));
@@ -538,6 +551,18 @@ test('specific bad inputs get specific rcodes', async () => {
   assert.ok(await ask(q({})), 'and a normal query after it is answered');
 });
 
+// A label may hold any byte, a dot too (RFC 1035 section 3.1, RFC 4343
+// section 2.1): "mta\\.sender" is one label, and names no host of the lab.
+test('a dot inside a label is part of that label', async () => {
+  for (const label of ['mta.sender', '.sender', 'a..b', 'mta.']) {
+    const query = buildQuery({ id: 0x4321, label, name: 'test', qtype: TYPE.A });
+    const reply = await ask(query);
+    assert.ok(reply, `${JSON.stringify(label)}: no reply`);
+    assert.equal(replyProblem(query, reply, 'udp'), undefined, JSON.stringify(label));
+    assert.equal(Packet.parse(reply).header.rcode, 3, `${JSON.stringify(label)}.test: NXDOMAIN`);
+  }
+});
+
 test('after all that, 200 valid questions are answered correctly and promptly', async () => {
   // Names and types that the zones hold and no fault touches.
   const faulty = new Set(dns.zones.zones.flatMap((z) => z.faults.map((f) => f.name)));
@@ -561,7 +586,8 @@ test('after all that, 200 valid questions are answered correctly and promptly', 
     if (type === 'AAAA') assert.deepEqual(sorted(await resolver.resolve6(name)), sorted(expected.map((r) => (r as { address: string }).address)), key);
     if (type === 'MX') {
       const mx = expected.map((r) => ({ exchange: (r as { exchange: string }).exchange, priority: (r as { priority: number }).priority }));
-      assert.deepEqual(sorted(await resolver.resolveMx(name)), sorted(mx), key);
+      const got = (await resolver.resolveMx(name)).map(({ exchange, priority }) => ({ exchange, priority }));
+      assert.deepEqual(sorted(got), sorted(mx), key);
     }
     if (type === 'TXT') {
       const txt = expected.map((r) => (r as { data: Buffer[] }).data.map((s) => s.toString()));
@@ -574,6 +600,9 @@ test('after all that, 200 valid questions are answered correctly and promptly', 
   }
   const elapsed = Date.now() - started;
   assert.ok(elapsed < 3000, `200 questions took ${elapsed} ms`);
-  assert.deepEqual(uncaught, [], 'no uncaught exception');
-  assert.deepEqual(serverErrors, [], 'the server logged no error');
+});
+
+test('the server neither threw nor logged an error', () => {
+  assert.deepEqual(uncaught, []);
+  assert.deepEqual(serverErrors, []);
 });

@@ -37,7 +37,9 @@ export function readQuery(packet: Buffer): Query | undefined {
     if (length === undefined || length > 63) return undefined; // pointers and garbage: careful path
     if (length === 0) break;
     if (at + 1 + length > packet.length) return undefined;
-    name += (name ? '.' : '') + packet.toString('latin1', at + 1, at + 1 + length);
+    // A dot inside a label is data, not a separator (RFC 4343 section 2.1): as
+    // \0 it names nothing in the zones and keeps the name's wire length.
+    name += (name ? '.' : '') + packet.toString('latin1', at + 1, at + 1 + length).replaceAll('.', '\0');
     at += 1 + length;
   }
   const nameEnd = at + 1;
