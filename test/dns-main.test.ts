@@ -59,7 +59,7 @@ test('serves, answers its control endpoint, and stops cleanly on SIGTERM', async
     child.kill('SIGTERM');
     assert.equal(await exited, 0);
     const lines = output.split('\n').filter(Boolean).map((line) => JSON.parse(line));
-    assert.ok(lines.some((l) => l.msg === 'query' && l.name === 'host.features.test' && l.rcode === 'NOERROR' && l.answers === 1));
+    assert.ok(lines.some((l) => l.msg === 'query' && l.qname === 'host.features.test' && l.qtype === 'A' && l.rcode === 'NOERROR' && l.answers === 1));
   } finally {
     child.kill('SIGKILL');
   }

@@ -275,7 +275,7 @@ describe('control endpoint', () => {
     assert.equal(body[0].rcode, 'NXDOMAIN');
     assert.equal(body[0].client, '127.0.0.1');
     assert.equal(body[0].answers, 0);
-    const line = logLines.find((l) => l.msg === 'query' && l.name === 'logged-nxdomain.features.test');
+    const line = logLines.find((l) => l.msg === 'query' && l.qname === 'logged-nxdomain.features.test');
     assert.ok(line, 'query logged');
     assert.equal(line.rcode, 'NXDOMAIN');
     assert.equal(line.transport, 'udp');

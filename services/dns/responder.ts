@@ -4,7 +4,7 @@
 // whenever the zones change (file reload, override).
 import { Packet } from 'dns2';
 import { lookup, RCODE, type Lookup } from './answer.ts';
-import { HEADER_SIZE, patchResponse, readQuery, type Query } from './wire.ts';
+import { bareResponse, HEADER_SIZE, patchResponse, readQuery, readQuestion } from './wire.ts';
 import type { ZoneSet } from './zones.ts';
 import type { Fault, ZoneRecord } from './zone-file.ts';
 
@@ -34,12 +34,6 @@ interface Ready {
   fault?: Fault;
 }
 
-interface Header {
-  id: number;
-  rd: boolean;
-  cd: boolean;
-}
-
 export class Responder {
   private zones: ZoneSet;
   private ready = new Map<string, Ready>();
@@ -55,10 +49,10 @@ export class Responder {
     const type = Packet.typeName(query.qtype);
     try {
       const ready = this.readyFor(query.name, query.qtype, query.edns, query.dnssecOk);
-      const limit = sizeLimit(transport, query.edns, query.udpSize);
-      return toReply(ready, limit, (bytes) => patchResponse(bytes, query, packet), query.name, type);
+      return toReply(ready, sizeLimit(transport, query.edns, query.udpSize), (bytes) => patchResponse(bytes, packet, query.nameEnd), query.name, type);
     } catch {
-      return this.failure(packet, query, type, RCODE.SERVFAIL);
+      const opt = query.edns ? { dnssecOk: query.dnssecOk, udpSize: EDNS_UDP_SIZE } : undefined;
+      return bare(bareResponse(packet, RCODE.SERVFAIL, query, opt), query.name, type, RCODE.SERVFAIL);
     }
   }
 
@@ -78,58 +72,40 @@ export class Responder {
   }
 
   // Everything readQuery would not take: odd but valid queries, and the
-  // malformed, unsupported and refused ones, each with its rcode.
+  // malformed, unsupported and refused ones, each with its rcode. dns2's
+  // parser judges the whole packet; the question is read (and echoed) as sent.
   private carefulReply(packet: Buffer, transport: 'udp' | 'tcp'): Reply {
-    const silence: Reply = { delayMs: 0, name: '', type: '', rcode: -1, answers: 0, truncated: false };
     // Too short to hold a header, or itself a response: answering could start a loop.
-    if (packet.length < HEADER_SIZE || (packet[2] & 0x80) !== 0) return silence;
-    let request: InstanceType<typeof Packet>;
+    if (packet.length < HEADER_SIZE || (packet[2] & 0x80) !== 0) {
+      return { delayMs: 0, name: '', type: '', rcode: -1, answers: 0, truncated: false };
+    }
+    const question = packet.readUInt16BE(4) >= 1 ? readQuestion(packet) : undefined;
+    const type = question ? Packet.typeName(question.qtype) : '';
+    let request: InstanceType<typeof Packet> | undefined;
     try {
       request = Packet.parse(packet);
     } catch {
-      return this.failure(packet, undefined, '', RCODE.FORMERR);
+      request = undefined;
     }
-    const question = request.questions[0];
-    const name = question ? question.name.replace(/[A-Z]+/g, (s) => s.toLowerCase()).replace(/\.$/, '') : '';
-    const type = question ? Packet.typeName(question.type) : '';
-    const header = { id: request.header.id, rd: !!request.header.rd, cd: !!(request.header as { cd?: number }).cd };
-    const opts = request.additionals.filter((r) => r.type === Packet.TYPE.EDNS);
-    const opt = opts[0] as { class: number; version?: number; doFlag?: boolean } | undefined;
-    const answer = (rcode: number, withQuestion = true): Reply => ({
-      response: encodeError(header, withQuestion ? question : undefined, rcode, !!opt, opt?.doFlag ?? false),
-      delayMs: 0,
-      name,
-      type,
-      rcode,
-      answers: 0,
-      truncated: false,
-    });
-    if (request.header.opcode !== 0) return answer(RCODE.NOTIMP);
-    if (request.errors.length > 0 || request.questions.length !== 1 || opts.length > 1) return answer(RCODE.FORMERR, request.questions.length === 1);
-    if (opt && (opt.version ?? 0) > 0) return answer(BADVERS); // RFC 6891 section 6.1.3
-    if (question.class !== 1) return answer(RCODE.REFUSED);
+    const opts = (request?.additionals ?? []).filter((r) => r.type === Packet.TYPE.EDNS) as { class: number; version?: number; doFlag?: boolean }[];
+    const opt = opts.length === 1 ? { dnssecOk: !!opts[0].doFlag, udpSize: EDNS_UDP_SIZE } : undefined;
+    const refuse = (rcode: number) => bare(bareResponse(packet, rcode, question, opt), question?.name ?? '', type, rcode);
+    if ((packet[2] & 0x78) !== 0) return refuse(RCODE.NOTIMP); // an opcode other than QUERY
+    if (!request || request.errors.length > 0 || packet.readUInt16BE(4) !== 1 || !question || opts.length > 1) return refuse(RCODE.FORMERR);
+    if ((opts[0]?.version ?? 0) > 0) return refuse(BADVERS); // RFC 6891 section 6.1.3
+    if (question.qclass !== 1) return refuse(RCODE.REFUSED);
     try {
-      const ready = prepare(this.zones, name, question.type, !!opt, opt?.doFlag ?? false);
-      const limit = sizeLimit(transport, !!opt, Math.max(512, opt?.class ?? 512));
-      return toReply(ready, limit, (bytes) => withHeader(bytes, header, question.name), name, type);
+      const ready = prepare(this.zones, question.name, question.qtype, !!opt, opt?.dnssecOk ?? false);
+      const limit = sizeLimit(transport, !!opt, Math.max(512, opts[0]?.class ?? 512));
+      return toReply(ready, limit, (bytes) => patchResponse(bytes, packet, question.nameEnd), question.name, type);
     } catch {
-      return answer(RCODE.SERVFAIL);
+      return refuse(RCODE.SERVFAIL);
     }
   }
+}
 
-  private failure(packet: Buffer, query: Query | undefined, type: string, rcode: number): Reply {
-    const header = { id: packet.readUInt16BE(0), rd: (packet[2] & 1) === 1, cd: (packet[3] & 0x10) !== 0 };
-    const question = query && { name: query.name, type: query.qtype, class: 1 };
-    return {
-      response: encodeError(header, question, rcode, query?.edns ?? false, query?.dnssecOk ?? false),
-      delayMs: 0,
-      name: query?.name ?? '',
-      type,
-      rcode,
-      answers: 0,
-      truncated: false,
-    };
-  }
+function bare(response: Buffer, name: string, type: string, rcode: number): Reply {
+  return { response, delayMs: 0, name, type, rcode, answers: 0, truncated: false };
 }
 
 // Over UDP the smaller of what the client takes and what we offer; TCP takes all.
@@ -155,7 +131,6 @@ function toReply(ready: Ready, limit: number, personalize: (bytes: Buffer) => Bu
 
 // The answer to one question, encoded with a zero ID and the name in lower case.
 function prepare(zones: ZoneSet, name: string, qtype: number, edns: boolean, dnssecOk: boolean): Ready {
-  const header = { id: 0, rd: false, cd: false };
   const question = { name, type: qtype, class: 1 };
   let result: Lookup;
   if (qtype === Packet.TYPE.AXFR || qtype === 251 /* IXFR */) {
@@ -169,15 +144,16 @@ function prepare(zones: ZoneSet, name: string, qtype: number, edns: boolean, dns
   const fault = result.fault;
   if (fault?.kind === 'timeout') return { rcode: -1, answers: 0, delayMs: 0, fault };
   if (fault?.kind === 'servfail') {
-    return { full: encodeError(header, question, RCODE.SERVFAIL, edns, dnssecOk), rcode: RCODE.SERVFAIL, answers: 0, delayMs: 0, fault };
+    const full = newResponse(question, RCODE.SERVFAIL, edns, dnssecOk, false).toBuffer();
+    return { full, rcode: RCODE.SERVFAIL, answers: 0, delayMs: 0, fault };
   }
-  const packet = newResponse(header, question, result.rcode, edns, dnssecOk);
+  const packet = newResponse(question, result.rcode, edns, dnssecOk);
   packet.answers = result.answers.map(toResource);
   packet.authorities = result.authorities.map(toResource);
   packet.additionals = [...result.additionals.map(toResource), ...packet.additionals];
   const full = packet.toBuffer();
   // TC=1 with only the question (and OPT): the client asks again over TCP.
-  const cut = newResponse(header, question, result.rcode, edns, dnssecOk);
+  const cut = newResponse(question, result.rcode, edns, dnssecOk);
   cut.header.tc = 1;
   return {
     full,
@@ -189,34 +165,13 @@ function prepare(zones: ZoneSet, name: string, qtype: number, edns: boolean, dns
   };
 }
 
-function newResponse(header: Header, question: object | undefined, rcode: number, edns: boolean, dnssecOk: boolean) {
+// ID 0, RD and CD clear: patchResponse puts in the query's own.
+function newResponse(question: object, rcode: number, edns: boolean, dnssecOk: boolean, authoritative = true) {
   const packet = new Packet();
-  packet.header = new Packet.Header({ id: header.id, qr: 1, opcode: 0, aa: 1, rd: header.rd ? 1 : 0, cd: header.cd ? 1 : 0, rcode } as object);
-  packet.questions = question ? [question as InstanceType<typeof Packet.Question>] : [];
+  packet.header = new Packet.Header({ id: 0, qr: 1, opcode: 0, aa: authoritative ? 1 : 0, rcode });
+  packet.questions = [question as InstanceType<typeof Packet.Question>];
   if (edns) packet.additionals = [Packet.Resource.EDNS([], { udpPayloadSize: EDNS_UDP_SIZE, doFlag: dnssecOk }) as never];
   return packet;
-}
-
-function encodeError(header: Header, question: object | undefined, rcode: number, edns: boolean, dnssecOk: boolean): Buffer {
-  const packet = newResponse(header, question, rcode, edns, dnssecOk);
-  packet.header.aa = 0;
-  return packet.toBuffer();
-}
-
-// For the careful path: the ID, RD and CD of this request, and its question
-// name as sent (the ready bytes hold it in lower case, same length).
-function withHeader(ready: Buffer, header: Header, questionName: string): Buffer {
-  const out = Buffer.from(ready);
-  out.writeUInt16BE(header.id, 0);
-  out[2] = (out[2] & 0xfe) | (header.rd ? 1 : 0);
-  out[3] = (out[3] & 0xef) | (header.cd ? 0x10 : 0);
-  const labels = questionName.replace(/\.$/, '').split('.').filter(Boolean);
-  let at = HEADER_SIZE;
-  for (const label of labels) {
-    out.write(label, at + 1, 'latin1');
-    at += 1 + label.length;
-  }
-  return out;
 }
 
 function toResource(record: ZoneRecord) {

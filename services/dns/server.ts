@@ -154,7 +154,9 @@ export class DnsServer {
     if (reply.fault) record.fault = reply.fault;
     this.recent[this.recentNext] = record;
     this.recentNext = (this.recentNext + 1) % RECENT_QUERIES;
-    this.log.info(record, 'query');
+    // pino has "time" and "name" of its own: the question goes in as qname and qtype.
+    const { time: _time, name: qname, type: qtype, ...rest } = record;
+    this.log.info({ qname, qtype, ...rest }, 'query');
     return reply;
   }
 

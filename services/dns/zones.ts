@@ -38,6 +38,10 @@ export function loadZoneDir(dir: string): Zone[] {
   return zones;
 }
 
+function rdataKey({ name: _name, ttl: _ttl, ...rdata }: ZoneRecord): string {
+  return JSON.stringify(rdata, (_key, value) => (value?.type === 'Buffer' ? Buffer.from(value.data).toString('hex') : value));
+}
+
 // The zone with the longest origin that contains the name.
 function deepestZone(index: Map<string, IndexedZone>, name: string): IndexedZone | undefined {
   for (let candidate = name; ; ) {
@@ -113,7 +117,11 @@ export class ZoneSet {
     const add = (zone: IndexedZone, record: ZoneRecord) => {
       const node = zone.nodes.get(record.name) ?? new Map<RecordType, ZoneRecord[]>();
       zone.nodes.set(record.name, node);
-      node.set(record.type, [...(node.get(record.type) ?? []), record]);
+      const rrset = node.get(record.type) ?? [];
+      // An RRset holds no duplicates (RFC 2181 section 5): the root zone's glue
+      // for ns.lab.test and lab.test's own record are one record.
+      const data = rdataKey(record);
+      if (!rrset.some((r) => rdataKey(r) === data)) node.set(record.type, [...rrset, record]);
     };
     // A record belongs to the deepest zone that holds its name, so a zone file
     // for a parent never shadows a child zone's file.
