@@ -255,6 +255,21 @@ describe('control endpoint', () => {
     assert.equal(readFileSync(file, 'utf8'), before);
   });
 
+  test('faults can be set and lifted live: servfail, then none over the file\'s own fault', async () => {
+    const r = resolver();
+    await call('POST', '/overrides', { name: 'host.features.test', fault: 'servfail', types: ['A'] });
+    await assert.rejects(r.resolve4('host.features.test'), { code: 'ESERVFAIL' });
+    assert.deepEqual((await call('GET', '/overrides')).body, [{ name: 'host.features.test', fault: 'servfail', types: ['A'] }]);
+    assert.deepEqual((await call('DELETE', '/overrides?name=host.features.test&type=fault')).body, { cleared: 1 });
+    assert.deepEqual(await r.resolve4('host.features.test'), ['192.0.2.22']);
+    // broken.features.test has ;@fault broken servfail in its file: "none" lifts it.
+    await call('POST', '/overrides', { name: 'broken.features.test', fault: 'none' });
+    assert.deepEqual(await r.resolveTxt('broken.features.test'), [['never seen']]);
+    await call('DELETE', '/overrides');
+    await assert.rejects(r.resolveTxt('broken.features.test'), { code: 'ESERVFAIL' });
+    assert.match((await call('POST', '/overrides', { name: 'x.features.test', fault: 'explode' })).body.error, /"fault": unknown fault "explode"/);
+  });
+
   test('bad overrides are refused with the reason', async () => {
     const bad = await call('POST', '/overrides', { name: 'host.features.test', type: 'A', values: ['300.1.1.1'] });
     assert.equal(bad.status, 400);

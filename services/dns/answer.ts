@@ -27,7 +27,7 @@ export function lookup(zones: ZoneSet, qname: string, qtype: string): Lookup {
     }
     const node = zone.nodes.get(name);
     const fault = zone.faults.get(name)?.find((f) => f.types === 'all' || f.types.includes(qtype as RecordType));
-    if (fault && (fault.kind !== 'delay' || !result.fault)) {
+    if (fault && fault.kind !== 'none' && (fault.kind !== 'delay' || !result.fault)) {
       result.fault = fault;
       if (fault.kind !== 'delay') return result;
     }

@@ -6,17 +6,21 @@
 //   GET    /queries?name=&limit=      recent queries, newest first
 //   GET    /overrides                 overrides in force
 //   POST   /overrides                 {"name", "type", "values": [...], "ttl"?}
-//   DELETE /overrides?name=&type=     clear matching overrides (all without filters)
+//                                     or {"name", "fault", "types"?: [...]}
+//   DELETE /overrides?name=&type=     clear matching overrides (all without filters;
+//                                     type=fault for a fault override)
 //
 // TXT values are the text itself (split at 255 bytes on the wire); other
 // types are written as in a zone file ("10 mx.receiver.test."). An empty
-// values list hides the name's records of that type.
+// values list hides the name's records of that type. A fault is servfail,
+// timeout, delay=<ms>, or none (which lifts the zone file's faults there).
 import type { IncomingMessage, Server } from 'node:http';
 import type { Logger } from '../lib/log.ts';
 import type { Endpoint } from '../lib/config.ts';
 import { HttpError, readJson, startHttp } from '../lib/http.ts';
 import type { DnsServer } from './server.ts';
-import { checkName, normalizeName, parseRdata, RECORD_TYPES, splitTxt, type RecordType, type ZoneRecord } from './zone-file.ts';
+import type { Override } from './zones.ts';
+import { checkName, faultOf, normalizeName, parseRdata, RECORD_TYPES, splitTxt, type RecordType, type ZoneRecord } from './zone-file.ts';
 
 const DEFAULT_OVERRIDE_TTL = 5;
 
@@ -49,7 +53,7 @@ async function handle(dns: DnsServer, request: IncomingMessage, url: URL, log: L
     }
     case 'DELETE /overrides': {
       const name = url.searchParams.get('name') ?? undefined;
-      const type = url.searchParams.get('type')?.toUpperCase() as RecordType | undefined;
+      const type = url.searchParams.get('type')?.toUpperCase() as RecordType | 'FAULT' | undefined;
       const cleared = dns.zones.clearOverrides(name && normalizeName(name), type);
       log.info({ name, type, cleared }, 'overrides cleared');
       return { cleared };
@@ -59,12 +63,19 @@ async function handle(dns: DnsServer, request: IncomingMessage, url: URL, log: L
   }
 }
 
-function parseOverride(body: unknown, dns: DnsServer) {
-  const { name: nameText, type: typeText, values, ttl = DEFAULT_OVERRIDE_TTL } = (body ?? {}) as Record<string, unknown>;
+function parseOverride(body: unknown, dns: DnsServer): Override {
+  const { name: nameText, type: typeText, values, ttl = DEFAULT_OVERRIDE_TTL, fault, types = [] } = (body ?? {}) as Record<string, unknown>;
   if (typeof nameText !== 'string' || nameText === '') throw new HttpError(400, '"name" must be a domain name');
   const name = normalizeName(nameText);
   const problem = checkName(name);
   if (problem) throw new HttpError(400, `"name": ${problem}`);
+  if (fault !== undefined) {
+    if (typeof fault !== 'string' || !Array.isArray(types)) throw new HttpError(400, '"fault" must be servfail, timeout, delay=<ms> or none; "types" a list');
+    const fail = (message: string): never => {
+      throw new HttpError(400, `"fault": ${message}`);
+    };
+    return { name, fault: { name, ...faultOf(fault, types.map(String), fail), source: 'override' } };
+  }
   const type = String(typeText ?? '').toUpperCase() as RecordType;
   if (!RECORD_TYPES.includes(type)) throw new HttpError(400, `"type" must be one of ${RECORD_TYPES.join(', ')}`);
   if (!Array.isArray(values) || !values.every((v) => typeof v === 'string')) {
@@ -84,12 +95,12 @@ function parseOverride(body: unknown, dns: DnsServer) {
   return { name, type, records };
 }
 
-function describe(override: { name: string; type: RecordType; records: ZoneRecord[] }) {
-  return {
-    name: override.name,
-    type: override.type,
-    values: override.records.map(presentation),
-  };
+function describe(override: Override) {
+  if ('fault' in override) {
+    const { kind, delayMs, types } = override.fault;
+    return { name: override.name, fault: kind === 'delay' ? `delay=${delayMs}` : kind, types };
+  }
+  return { name: override.name, type: override.type, values: override.records.map(presentation) };
 }
 
 function presentation(record: ZoneRecord): string {

@@ -40,7 +40,8 @@ export type Rdata =
 // Names are absolute, lower case, without the final dot ("" is the root).
 export type ZoneRecord = Rdata & { name: string; ttl: number };
 
-export type FaultKind = 'servfail' | 'timeout' | 'delay';
+// 'none' only comes from an override: it lifts the file's faults on that name.
+export type FaultKind = 'servfail' | 'timeout' | 'delay' | 'none';
 
 export interface Fault {
   name: string;
@@ -436,6 +437,13 @@ export function parseFault(text: string, origin: string, file: string, line: num
     nameText === '@' ? origin : nameText.endsWith('.') ? normalizeName(nameText) : normalizeName(origin ? `${nameText}.${origin}` : nameText);
   const problem = checkName(name);
   if (problem) fail(`fault name: ${problem}`);
+  if (kindText.toLowerCase() === 'none') fail(`unknown fault "${kindText}"; ${usage}`);
+  return { name, ...faultOf(kindText, typeTexts, fail, usage), source: `${file}:${line}` };
+}
+
+// The kind, delay and types of a fault: "servfail", "timeout", "delay=<ms>"
+// (and "none", which lifts a file's faults), for the TYPEs given or all.
+export function faultOf(kindText: string, typeTexts: string[], fail: (message: string) => never, usage = 'expected servfail, timeout, delay=<ms> or none'): Pick<Fault, 'kind' | 'delayMs' | 'types'> {
   const delay = /^delay=(\d+)$/i.exec(kindText);
   let kind: FaultKind;
   let delayMs = 0;
@@ -443,7 +451,7 @@ export function parseFault(text: string, origin: string, file: string, line: num
     kind = 'delay';
     delayMs = Number(delay[1]);
     if (delayMs > 60000) fail('a delay is at most 60000 ms');
-  } else if (/^(servfail|timeout)$/i.test(kindText)) {
+  } else if (/^(servfail|timeout|none)$/i.test(kindText)) {
     kind = kindText.toLowerCase() as FaultKind;
   } else {
     return fail(`unknown fault "${kindText}"; ${usage}`);
@@ -452,7 +460,7 @@ export function parseFault(text: string, origin: string, file: string, line: num
   for (const t of types) {
     if (!(RECORD_TYPES as readonly string[]).includes(t)) fail(`unknown record type "${t}" in fault`);
   }
-  return { name, kind, delayMs, types: types.length ? (types as RecordType[]) : 'all', source: `${file}:${line}` };
+  return { kind, delayMs, types: types.length ? (types as RecordType[]) : 'all' };
 }
 
 // dns2 encodes AAAA from eight hex groups; accept every RFC 4291 text form.

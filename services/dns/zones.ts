@@ -6,10 +6,14 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseZoneFile, type Fault, type RecordType, type Zone, type ZoneRecord } from './zone-file.ts';
 
-export interface Override {
-  name: string;
-  type: RecordType;
-  records: ZoneRecord[]; // empty: the RRset is removed while the override stands
+// Either an RRset that replaces the files' (empty: hidden), or a fault that
+// takes precedence over the files' faults on that name ('none' lifts them).
+export type Override =
+  | { name: string; type: RecordType; records: ZoneRecord[] }
+  | { name: string; fault: Fault };
+
+function overrideKey(override: Override): string {
+  return 'fault' in override ? `${override.name} fault` : `${override.name} ${override.type}`;
 }
 
 // One zone, indexed by owner name.
@@ -75,15 +79,17 @@ export class ZoneSet {
     if (!this.findZone(override.name)) {
       throw new Error(`no zone holds ${override.name}`);
     }
-    this.overrides.set(`${override.name} ${override.type}`, override);
+    this.overrides.set(overrideKey(override), override);
     this.rebuild();
   }
 
   // Clears one override, those of a name, or all; returns how many went.
-  clearOverrides(name?: string, type?: RecordType): number {
+  // The type "fault" names a name's fault override.
+  clearOverrides(name?: string, type?: RecordType | 'FAULT'): number {
     let count = 0;
     for (const [key, o] of this.overrides) {
-      if ((name === undefined || o.name === name) && (type === undefined || o.type === type)) {
+      const kind = 'fault' in o ? 'FAULT' : o.type;
+      if ((name === undefined || o.name === name) && (type === undefined || kind === type)) {
         this.overrides.delete(key);
         count++;
       }
@@ -138,6 +144,10 @@ export class ZoneSet {
     for (const override of this.overrides.values()) {
       const zone = zoneOf(override.name);
       if (!zone) continue;
+      if ('fault' in override) {
+        zone.faults.set(override.name, [override.fault, ...(zone.faults.get(override.name) ?? [])]);
+        continue;
+      }
       const node = zone.nodes.get(override.name) ?? new Map<RecordType, ZoneRecord[]>();
       zone.nodes.set(override.name, node);
       if (override.records.length) node.set(override.type, override.records);
