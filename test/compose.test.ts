@@ -1,0 +1,78 @@
+// compose.yaml is valid for Docker, agrees with the zone files (the single
+// source of truth for names and addresses), and reads into the embedded lab
+// that DESIGN.md describes: the same services on their loopback twins.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parse } from 'yaml';
+import { isLabAddress } from '../services/lib/addressing.ts';
+import { parseZoneFile } from '../services/dns/zone-file.ts';
+import { composeFile, readLab, root } from '../scripts/lab/compose.ts';
+import { requireTool } from './support/tools.ts';
+
+const lab = readLab('/lab-data');
+const dns = lab.services.find((s) => s.env.ZONE_DIR)!;
+const zoneDir = join(root, dns.env.ZONE_DIR);
+const records = readdirSync(zoneDir)
+  .filter((f) => f.endsWith('.zone'))
+  .flatMap((f) => parseZoneFile(readFileSync(join(zoneDir, f), 'utf8'), f).records);
+const labA = records.flatMap((r) => (r.type === 'A' && isLabAddress(r.address) ? [{ name: r.name, address: r.address }] : []));
+const ptr = new Map(records.flatMap((r) => (r.type === 'PTR' ? [[r.name.split('.').slice(0, 4).reverse().join('.'), r.domain] as const] : [])));
+// A service's name in the lab: its instance's hostname, or (the DNS server) what its address's PTR says.
+const nameOf = (s: (typeof lab.services)[number]) => s.instance?.hostname ?? ptr.get(s.labAddress);
+
+test('compose.yaml passes docker-compose config', (t) => {
+  if (!requireTool(t, 'docker-compose', 'docker-compose')) return;
+  const result = spawnSync('docker-compose', ['config', '-q'], { cwd: root, encoding: 'utf8' });
+  assert.equal(result.status, 0, result.stderr);
+});
+
+test("every service's address is its A record and its PTR, and every lab host in the zones is a service", () => {
+  assert.equal(lab.services.length, 5);
+  for (const s of lab.services) {
+    const name = nameOf(s);
+    assert.ok(name, `${s.name}: no name (no instance hostname, no PTR for ${s.labAddress})`);
+    const addresses = labA.filter((a) => a.name === name).map((a) => a.address);
+    assert.ok(addresses.length > 0, `${s.name}: ${name} has no A record`);
+    assert.deepEqual(new Set(addresses), new Set([s.labAddress]), `${s.name}: ${name} A ${addresses} but compose says ${s.labAddress}`);
+    assert.equal(ptr.get(s.labAddress), name, `${s.name}: the PTR of ${s.labAddress}`);
+  }
+  for (const a of labA) {
+    const s = lab.services.find((x) => x.labAddress === a.address);
+    assert.ok(s, `${a.name} A ${a.address}: no service in compose.yaml has that address`);
+    assert.equal(nameOf(s), a.name, `${a.address} is ${a.name} in the zones but service ${s.name} in compose.yaml`);
+  }
+});
+
+test('published ports are on the host loopback only', () => {
+  const doc = parse(readFileSync(composeFile, 'utf8'), { merge: true });
+  for (const [name, spec] of Object.entries<{ ports?: string[] }>(doc.services)) {
+    for (const port of spec.ports ?? []) assert.match(port, /^127\.0\.0\.1:/, `${name}: ${port}`);
+  }
+});
+
+test('the embedded lab: loopback twins, privileged ports + 10000, data under the data directory', () => {
+  const byName = new Map(lab.services.map((s) => [s.name, s]));
+  const d = byName.get('dns')!;
+  assert.equal(d.env.DNS_LISTEN, '127.0.2.53:10053');
+  assert.equal(d.env.DNS_CONTROL_LISTEN, '127.0.2.53:8053');
+  assert.deepEqual(d.ports, [
+    { name: 'dns', port: 10053, udp: true },
+    { name: 'control', port: 8053, udp: false },
+  ]);
+  assert.equal(d.health, 'http://127.0.2.53:8053/health');
+  assert.deepEqual(lab.dns, { host: '127.0.2.53', port: 10053 });
+
+  const r = byName.get('receiver')!;
+  assert.equal(r.address, '127.0.2.20');
+  assert.equal(r.command[0], process.execPath);
+  assert.deepEqual(r.command.slice(1), ['services/mta/main.ts']);
+  assert.equal(r.env.MTA_CONFIG, 'instances/receiver.yaml');
+  assert.equal(r.env.MTA_DATA_DIR, '/lab-data/receiver');
+  assert.deepEqual(r.ports.map((p) => `${p.name}:${p.port}`), ['mx:10025', 'submission:10587', 'api:8025']);
+  assert.equal(r.health, 'http://127.0.2.20:8025/api/health');
+  assert.equal(r.console, 'http://127.0.2.20:8025/');
+  for (const name of ['sender', 'receiver', 'attacker', 'forwarder']) assert.deepEqual(byName.get(name)!.dependsOn, ['dns']);
+});
