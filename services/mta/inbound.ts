@@ -9,11 +9,12 @@ import { labAddress } from '../lib/addressing.ts';
 import type { Logger } from '../lib/log.ts';
 import type { LabResolver } from '../lib/resolver.ts';
 import { decide, replyText } from './decide.ts';
+import type { Forwarder } from './forward.ts';
 import { headerValue, parseHeaders } from './headers.ts';
 import type { Instance } from './instance.ts';
 import { splitMailbox, type Maildir } from './maildir.ts';
 import type { SessionRecord, SessionStore, Transaction } from './sessions.ts';
-import { traceHeaders } from './trace.ts';
+import { receivedHeader, traceHeaders, type TraceInfo } from './trace.ts';
 import { verify } from './verify.ts';
 
 export interface InboundContext {
@@ -21,6 +22,8 @@ export interface InboundContext {
   resolver: LabResolver;
   maildir: Maildir;
   sessions: SessionStore;
+  forwarder: Forwarder;
+  queued: () => void; // tells the delivery worker there is work
   log: Logger;
   tls: { key: Buffer; cert: Buffer };
 }
@@ -34,7 +37,7 @@ interface Live {
 const smtpError = (code: number, text: string) => Object.assign(new Error(text), { responseCode: code });
 
 export function createInbound(ctx: InboundContext): SMTPServer {
-  const { instance, resolver, maildir, sessions, log } = ctx;
+  const { instance, resolver, maildir, sessions, forwarder, log } = ctx;
   const live = new Map<string, Live>();
 
   // smtp-server reports each command and reply to its logger: that is the transcript.
@@ -92,7 +95,7 @@ export function createInbound(ctx: InboundContext): SMTPServer {
 
     const verdict = await verify(message, { clientAddress: state.clientAddress, helo: session.hostNameAppearsAs, mailFrom: envelope.mailFrom }, resolver, instance.hostname);
     const decision = decide(verdict, instance.policy);
-    const { headers, dns, ...checks } = verdict;
+    const { headers, dns, arcSealInput, ...checks } = verdict;
     transaction.checks = checks;
     transaction.dns = dns;
     transaction.decision = decision;
@@ -103,24 +106,30 @@ export function createInbound(ctx: InboundContext): SMTPServer {
       throw smtpError(decision.code!, replyText(decision));
     }
     const folder = decision.disposition === 'junk' ? 'Junk' : 'INBOX';
+    const trace = (recipient?: string): TraceInfo => ({
+      hostname: instance.hostname,
+      sessionId: session.id,
+      clientAddress: state.clientAddress,
+      clientHostname: state.record.client.hostname,
+      helo: session.hostNameAppearsAs,
+      tls: state.record.tls,
+      authenticated: false,
+      mailFrom: envelope.mailFrom,
+      recipient,
+    });
+    // Aliases and lists send the message on (whatever its folder would be
+    // here: the final receiver decides); mailboxes keep it.
+    const forwarded = envelope.rcptTo.filter((r) => forwarder.accepts(r)?.ok);
     try {
-      for (const recipient of envelope.rcptTo) {
-        const trace = traceHeaders(
-          {
-            hostname: instance.hostname,
-            sessionId: session.id,
-            clientAddress: state.clientAddress,
-            clientHostname: state.record.client.hostname,
-            helo: session.hostNameAppearsAs,
-            tls: state.record.tls,
-            authenticated: false,
-            mailFrom: envelope.mailFrom,
-            recipient,
-          },
-          headers,
-        );
-        const { path: _path, ...delivery } = await maildir.deliver(recipient, folder, Buffer.concat([Buffer.from(trace), message]));
+      for (const recipient of envelope.rcptTo.filter((r) => !forwarded.includes(r))) {
+        const stored = Buffer.concat([Buffer.from(traceHeaders(trace(recipient), headers)), message]);
+        const { path: _path, ...delivery } = await maildir.deliver(recipient, folder, stored);
         transaction.deliveries.push(delivery);
+      }
+      if (forwarded.length) {
+        const received = receivedHeader(trace(forwarded.length === 1 ? forwarded[0] : undefined));
+        transaction.forwarded = await forwarder.forward(message, envelope.mailFrom, forwarded, received, arcSealInput);
+        ctx.queued();
       }
       await sessions.save(state.record, true);
     } catch (error) {
@@ -130,7 +139,9 @@ export function createInbound(ctx: InboundContext): SMTPServer {
       await sessions.save(state.record, false).catch(() => undefined);
       throw smtpError(451, '4.3.0 Local error while storing the message; try again later');
     }
-    return `Delivered to ${folder === 'INBOX' ? 'INBOX' : 'Junk'}: ${transaction.deliveries.map((d) => d.id).join(', ')}`;
+    const delivered = transaction.deliveries.length ? [`Delivered to ${folder}: ${transaction.deliveries.map((d) => d.id).join(', ')}`] : [];
+    const sent = (transaction.forwarded ?? []).map((f) => `forwarded as ${f.queueId} to ${f.to.join(', ')}`);
+    return [...delivered, ...sent].join('; ');
   }
 
   const server = new SMTPServer({
@@ -139,6 +150,8 @@ export function createInbound(ctx: InboundContext): SMTPServer {
     size: instance.limits.messageSize,
     maxClients: instance.limits.clients,
     socketTimeout: instance.limits.idleSeconds * 1000,
+    // On shutdown, idle clients (other MTAs' pooled connections) get 421 after 3 s.
+    closeTimeout: 3000,
     disabledCommands: ['AUTH'],
     hideENHANCEDSTATUSCODES: false,
     authOptional: true,
@@ -188,7 +201,11 @@ export function createInbound(ctx: InboundContext): SMTPServer {
       if (!instance.domains.has(domain)) {
         return callback(smtpError(550, `5.7.1 Relaying denied: ${instance.hostname} does not accept mail for ${domain}`));
       }
-      if (!mailboxExists(address.address)) {
+      const forwarding = forwarder.accepts(address.address);
+      if (forwarding && !forwarding.ok) {
+        return callback(smtpError(550, `5.1.1 ${address.address}: ${forwarding.reason}`));
+      }
+      if (!forwarding && !mailboxExists(address.address)) {
         return callback(smtpError(550, `5.1.1 No such mailbox: ${address.address}`));
       }
       if (session.envelope.rcptTo.length >= instance.limits.recipients) {

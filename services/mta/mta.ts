@@ -8,6 +8,7 @@ import type { Logger } from '../lib/log.ts';
 import { LabResolver } from '../lib/resolver.ts';
 import { startApi } from './api.ts';
 import { DeliveryWorker, type Outbound } from './deliver.ts';
+import { Forwarder } from './forward.ts';
 import { createInbound } from './inbound.ts';
 import type { Instance } from './instance.ts';
 import { Maildir } from './maildir.ts';
@@ -25,6 +26,7 @@ export interface MtaOptions {
   api: Endpoint;
   outbound: Outbound;
   dns: Endpoint;
+  dnsControl?: Endpoint; // the lab DNS's control endpoint (query log for the console); default: the DNS host, port 8053
   tls: { key: Buffer; cert: Buffer };
   log: Logger;
 }
@@ -47,11 +49,13 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
   const signer = new Signer(instance, options.keyDir);
   const queue = new Queue(join(options.dataDir, 'queue'));
   const worker = new DeliveryWorker(instance, queue, resolver, options.outbound, log);
-  const mx = createInbound({ instance, resolver, maildir, sessions, log, tls: options.tls });
+  const forwarder = new Forwarder(instance, queue, options.keyDir, log);
+  const mx = createInbound({ instance, resolver, maildir, sessions, forwarder, queued: () => worker.kick(), log, tls: options.tls });
   const submission = createSubmission({ instance, queue, signer, log, tls: options.tls, queued: () => worker.kick() });
   await listen(mx, options.mx);
   await listen(submission, options.submission);
-  const api = await startApi(options.api, instance, maildir, sessions, queue);
+  const dnsControl = options.dnsControl ?? { host: options.dns.host, port: 8053 };
+  const api = await startApi(options.api, { instance, maildir, sessions, queue, dnsControl });
   worker.start();
   const port = (server: { address(): unknown }) => (server.address() as { port: number }).port;
   const running = { mxPort: port(mx.server), submissionPort: port(submission.server), apiPort: port(api) };
@@ -67,6 +71,7 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
     async close() {
       await worker.stop();
       api.close();
+      api.closeAllConnections(); // consoles' event streams never end by themselves
       await Promise.all([mx, submission].map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
     },
   };

@@ -84,9 +84,14 @@ export function createSubmission(ctx: SubmissionContext): SMTPServer {
     size: instance.limits.messageSize,
     maxClients: instance.limits.clients,
     socketTimeout: instance.limits.idleSeconds * 1000,
+    // On shutdown, idle clients (other MTAs' pooled connections) get 421 after 3 s.
+    closeTimeout: 3000,
     authMethods: ['PLAIN', 'LOGIN'],
     allowInsecureAuth: instance.submission.plaintextAuth,
     hideENHANCEDSTATUSCODES: false,
+    // No DSN extension (RFC 3461): NOTIFY=, RET= and ENVID= are not honoured,
+    // so a client must not be told they are (NOTIFY=NEVER would still bounce).
+    hideDSN: true,
     key: ctx.tls.key,
     cert: ctx.tls.cert,
     disableReverseLookup: true,
