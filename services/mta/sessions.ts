@@ -9,6 +9,7 @@ import type { Question } from '../lib/resolver.ts';
 import type { Decision } from './decide.ts';
 import type { Delivery } from './maildir.ts';
 import type { Verdict } from './verify.ts';
+import type { Forwarded } from './forward.ts';
 import { syncDirectory } from './maildir.ts';
 
 export interface TranscriptLine {
@@ -20,10 +21,11 @@ export interface Transaction {
   at: string;
   envelope: { mailFrom: string; rcptTo: string[] };
   message?: { messageId?: string; from?: string; subject?: string; size: number };
-  checks?: Omit<Verdict, 'headers' | 'dns'>;
+  checks?: Omit<Verdict, 'headers' | 'dns' | 'arcSealInput'>;
   dns: Question[];
   decision: Decision | { disposition: 'refused'; code: number; enhanced: string; reason: string };
   deliveries: Omit<Delivery, 'path'>[];
+  forwarded?: Forwarded[]; // what an alias or list sent on, through the queue
 }
 
 export interface SessionRecord {
