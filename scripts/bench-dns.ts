@@ -95,7 +95,16 @@ async function freePort(host: string): Promise<number> {
 async function startOurs(logLevel: 'info' | 'silent', cpu: number | undefined): Promise<Server> {
   const port = await freePort(OURS_HOST);
   const control = await freePort(OURS_HOST);
-  const env = { ...process.env, DNS_LISTEN: `${OURS_HOST}:${port}`, DNS_CONTROL_LISTEN: `${OURS_HOST}:${control}`, ZONE_DIR: zoneDir, LOG_LEVEL: logLevel };
+  // As the lab runs it (scripts/lab.ts, the Dockerfile): with Node's compile
+  // cache, so that type stripping is done once, not in every process.
+  const env = {
+    ...process.env,
+    NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE ?? join(tmpdir(), 'node-compile-cache'),
+    DNS_LISTEN: `${OURS_HOST}:${port}`,
+    DNS_CONTROL_LISTEN: `${OURS_HOST}:${control}`,
+    ZONE_DIR: zoneDir,
+    LOG_LEVEL: logLevel,
+  };
   // stdout (the query log) goes to /dev/null: written, then thrown away.
   const child = startChild(...onCpu(cpu, process.execPath, [join(repo, 'services/dns/main.ts')]), { env, stdio: ['ignore', 'ignore', 'inherit'] });
   return { label: `ours (LOG_LEVEL=${logLevel})`, host: OURS_HOST, port, child };

@@ -2,7 +2,7 @@
 // answer to each question is encoded once by dns2 and kept; later queries get
 // a copy with their own ID, flags and name case. The cache is emptied
 // whenever the zones change (file reload, override).
-import { Packet } from 'dns2';
+import { Packet } from './packet.ts';
 import { lookup, RCODE, type Lookup } from './answer.ts';
 import { bareResponse, HEADER_SIZE, patchResponse, readQuery, readQuestion } from './wire.ts';
 import type { ZoneSet } from './zones.ts';
