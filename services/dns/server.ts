@@ -29,6 +29,8 @@ export interface QueryRecord {
   fault?: string;
 }
 
+type LoggedQuery = Omit<QueryRecord, 'time' | 'name' | 'type'> & { qname: string; qtype: string };
+
 export interface DnsServerOptions {
   listen: Endpoint;
   zoneDir: string;
@@ -43,7 +45,8 @@ export class DnsServer {
   private watcher?: FSWatcher;
   private reloadTimer?: NodeJS.Timeout;
   private pending = new Set<NodeJS.Timeout>();
-  private recent: QueryRecord[] = []; // a ring of the last RECENT_QUERIES
+  private recent: LoggedQuery[] = []; // a ring of the last RECENT_QUERIES
+  private recentTimes = new Float64Array(RECENT_QUERIES);
   private recentNext = 0;
   private options: DnsServerOptions;
   private log: Logger;
@@ -80,8 +83,11 @@ export class DnsServer {
   }
 
   recentQueries(): QueryRecord[] {
-    const { recent, recentNext: at } = this;
-    return [...recent.slice(at), ...recent.slice(0, at)].reverse();
+    const order = [...this.recent.keys()].map((i) => (this.recentNext + i) % this.recent.length).reverse();
+    return order.map((i) => {
+      const { qname, qtype, ...rest } = this.recent[i];
+      return { time: new Date(this.recentTimes[i]).toISOString(), name: qname, type: qtype, ...rest };
+    });
   }
 
   // Reads the directory again; a broken file keeps the previous zones serving.
@@ -141,22 +147,22 @@ export class DnsServer {
 
   private answer(packet: Buffer, transport: 'udp' | 'tcp', address: string): Reply {
     const reply = this.responder.reply(packet, transport);
-    const record: QueryRecord = {
-      time: new Date().toISOString(),
+    // One object serves the log line and the recent-queries ring; pino has a
+    // "time" and a "name" of its own, so the question is qname and qtype.
+    const entry: LoggedQuery = {
+      qname: reply.name,
+      qtype: reply.type,
       client: labAddress(address),
       transport,
-      name: reply.name,
-      type: reply.type,
       rcode: reply.response ? (RCODE_NAMES[reply.rcode] ?? `RCODE${reply.rcode}`) : 'DROPPED',
       answers: reply.answers,
     };
-    if (reply.truncated) record.truncated = true;
-    if (reply.fault) record.fault = reply.fault;
-    this.recent[this.recentNext] = record;
+    if (reply.truncated) entry.truncated = true;
+    if (reply.fault) entry.fault = reply.fault;
+    this.recent[this.recentNext] = entry;
+    this.recentTimes[this.recentNext] = Date.now();
     this.recentNext = (this.recentNext + 1) % RECENT_QUERIES;
-    // pino has "time" and "name" of its own: the question goes in as qname and qtype.
-    const { time: _time, name: qname, type: qtype, ...rest } = record;
-    this.log.info({ qname, qtype, ...rest }, 'query');
+    this.log.info(entry, 'query');
     return reply;
   }
 
