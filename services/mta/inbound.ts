@@ -190,7 +190,7 @@ export function createInbound(ctx: InboundContext): SMTPServer {
       if (state) {
         state.record.client.helo = session.hostNameAppearsAs;
         if (session.secure && session.tlsOptions) {
-          state.record.tls = { protocol: session.tlsOptions.standardName ? session.tlsOptions.version : session.tlsOptions.version, cipher: session.tlsOptions.name };
+          state.record.tls = { protocol: session.tlsOptions.version, cipher: session.tlsOptions.name };
         }
       }
       callback();
