@@ -14,13 +14,25 @@ export class HttpError extends Error {
   }
 }
 
-// What a handler may return besides JSON: raw bytes with their content type.
+// What a handler may return besides JSON: raw bytes with their content type
+// (and any further header fields, such as a Content-Security-Policy).
 export class RawBody {
   body: Buffer;
   contentType: string;
-  constructor(body: Buffer, contentType: string) {
+  headers: Record<string, string>;
+  constructor(body: Buffer, contentType: string, headers: Record<string, string> = {}) {
     this.body = body;
     this.contentType = contentType;
+    this.headers = headers;
+  }
+}
+
+// What a handler returns when it answers by itself, e.g. a stream of
+// server-sent events that stays open.
+export class Takeover {
+  answer: (response: ServerResponse) => void;
+  constructor(answer: (response: ServerResponse) => void) {
+    this.answer = answer;
   }
 }
 
@@ -57,8 +69,11 @@ export async function readJson(request: IncomingMessage): Promise<unknown> {
 }
 
 function send(response: ServerResponse, status: number, body: unknown): void {
+  if (body instanceof Takeover) return body.answer(response);
+  // Never let a browser guess a type: a message or a JSON value is not a page.
+  response.setHeader('x-content-type-options', 'nosniff');
   if (body instanceof RawBody) {
-    response.writeHead(status, { 'content-type': body.contentType, 'content-length': body.body.length });
+    response.writeHead(status, { ...body.headers, 'content-type': body.contentType, 'content-length': body.body.length });
     response.end(body.body);
     return;
   }

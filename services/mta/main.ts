@@ -6,6 +6,8 @@
 //   LAB_EMBEDDED  1: the embedded lab, on the loopback twin of the lab address,
 //                 privileged ports + 10000 (DESIGN.md); otherwise all addresses
 //   LAB_DNS       host:port of the lab DNS, instead of the instance file's
+//   LAB_DNS_CONTROL  host:port of the lab DNS's control endpoint (the console's
+//                 DNS view)                          default: the DNS host, port 8053
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { embeddedPort, loopbackTwin } from '../lib/addressing.ts';
@@ -22,6 +24,7 @@ function readConfig(env: NodeJS.ProcessEnv) {
   const host = embedded ? loopbackTwin(instance.address) : '0.0.0.0';
   const port = (p: number) => (embedded ? embeddedPort(p) : p);
   const dnsDefault = embedded ? `${loopbackTwin(instance.dns)}:${embeddedPort(53)}` : `${instance.dns}:53`;
+  const dns = readEndpoint(env, 'LAB_DNS', dnsDefault);
   const certDir = readString(env, 'MTA_CERT_DIR', 'instances/certs');
   const certificate = (ext: string) => {
     const path = join(certDir, `${instance.hostname}.${ext}`);
@@ -43,7 +46,8 @@ function readConfig(env: NodeJS.ProcessEnv) {
       connect: (address: string) => ({ host: embedded ? loopbackTwin(address) : address, port: port(25) }),
       localAddress: embedded ? host : undefined,
     },
-    dns: readEndpoint(env, 'LAB_DNS', dnsDefault),
+    dns,
+    dnsControl: env.LAB_DNS_CONTROL ? readEndpoint(env, 'LAB_DNS_CONTROL', '') : undefined, // else the DNS host, port 8053
     tls: { key: certificate('key'), cert: certificate('pem') },
   };
 }

@@ -54,7 +54,8 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
   const submission = createSubmission({ instance, queue, signer, log, tls: options.tls, queued: () => worker.kick() });
   await listen(mx, options.mx);
   await listen(submission, options.submission);
-  const api = await startApi(options.api, instance, maildir, sessions, queue);
+  const dnsControl = options.dnsControl ?? { host: options.dns.host, port: 8053 };
+  const api = await startApi(options.api, { instance, maildir, sessions, queue, dnsControl });
   worker.start();
   const port = (server: { address(): unknown }) => (server.address() as { port: number }).port;
   const running = { mxPort: port(mx.server), submissionPort: port(submission.server), apiPort: port(api) };

@@ -1,11 +1,14 @@
 // A small lab for tests: the DNS server over the real zones, and MTA
 // instances from the real instance files, each in this process on its
 // loopback twin with a port the system chooses, data in a temp directory.
+// An instance can be stopped and started again: it comes back on the same
+// ports with the same data, as a restarted host would.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { loopbackTwin } from '../../services/lib/addressing.ts';
+import { startControl } from '../../services/dns/control.ts';
 import { DnsServer } from '../../services/dns/server.ts';
 import { loadInstance, type Instance } from '../../services/mta/instance.ts';
 import { startMta, type RunningMta } from '../../services/mta/mta.ts';
@@ -13,19 +16,27 @@ import { startMta, type RunningMta } from '../../services/mta/mta.ts';
 const root = new URL('../../', import.meta.url).pathname;
 const silent = pino({ level: 'silent' });
 
+export type LabMta = RunningMta & { host: string; instance: Instance };
+
 export interface TestLab {
   dns: DnsServer;
   dnsPort: number;
   dataDir: string;
-  start(name: string, change?: (instance: Instance) => Instance): Promise<RunningMta & { host: string; instance: Instance }>;
+  start(name: string, change?: (instance: Instance) => Instance): Promise<LabMta>;
+  // By instance name; others then find its ports closed. Clients still
+  // connected (other MTAs' pooled connections) get 421 after 3 s.
+  stop(name: string): Promise<void>;
   close(): Promise<void>;
 }
 
 export async function startLab(zoneDir = join(root, 'dns-zone')): Promise<TestLab> {
   const dns = new DnsServer({ listen: { host: '127.0.2.53', port: 0 }, zoneDir, logger: silent });
   await dns.start();
+  const control = await startControl(dns, { host: '127.0.2.53', port: 0 }, silent); // its query log feeds the console
   const dataDir = mkdtempSync(join(tmpdir(), 'lab-test-'));
-  const running: RunningMta[] = [];
+  const running = new Map<string, RunningMta>(); // by instance name
+  // The ports each instance got the first time, by instance name.
+  const ports = new Map<string, { mx: number; submission: number; api: number }>();
   // Where each started instance's MX listens, by its loopback twin: how the
   // others reach it (the embedded lab's rule, with ports the system chose).
   const mxPorts = new Map<string, number>();
@@ -35,15 +46,18 @@ export async function startLab(zoneDir = join(root, 'dns-zone')): Promise<TestLa
     dataDir,
     async start(name, change = (i) => i) {
       const instance = change(loadInstance(join(root, 'instances', `${name}.yaml`)));
+      if (running.has(instance.name)) throw new Error(`${instance.name} is already running`);
       const host = loopbackTwin(instance.address);
+      const before = ports.get(instance.name);
       const mta = await startMta({
         instance,
         dataDir: join(dataDir, instance.name),
         keyDir: join(root, 'dns-zone', 'dkim'),
-        mx: { host, port: 0 },
-        submission: { host, port: 0 },
-        api: { host, port: 0 },
+        mx: { host, port: before?.mx ?? 0 },
+        submission: { host, port: before?.submission ?? 0 },
+        api: { host, port: before?.api ?? 0 },
         dns: { host: '127.0.2.53', port: dns.port },
+        dnsControl: { host: '127.0.2.53', port: (control.address() as { port: number }).port },
         outbound: {
           connect: (address) => ({ host: loopbackTwin(address), port: mxPorts.get(loopbackTwin(address)) ?? 1 }),
           localAddress: host,
@@ -51,12 +65,20 @@ export async function startLab(zoneDir = join(root, 'dns-zone')): Promise<TestLa
         tls: certificates(instance.hostname),
         log: silent,
       });
-      running.push(mta);
+      running.set(instance.name, mta);
+      ports.set(instance.name, { mx: mta.mxPort, submission: mta.submissionPort, api: mta.apiPort });
       mxPorts.set(host, mta.mxPort);
       return { ...mta, host, instance };
     },
+    async stop(name) {
+      const mta = running.get(name);
+      if (!mta) throw new Error(`${name} is not running`);
+      running.delete(name);
+      await mta.close();
+    },
     async close() {
-      await Promise.all(running.map((m) => m.close()));
+      await Promise.all([...running.values()].map((m) => m.close()));
+      control.close();
       await dns.close();
       rmSync(dataDir, { recursive: true, force: true });
     },

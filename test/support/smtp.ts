@@ -7,11 +7,15 @@ export interface Reply {
   text: string; // all lines, joined with \n
 }
 
+// What a read gets once the server has closed the connection.
+const CLOSED: Reply = { code: 0, text: 'connection closed' };
+
 export class RawSmtp {
   private socket: Socket;
   private buffer = '';
   private waiting: ((reply: Reply) => void)[] = [];
   private replies: Reply[] = [];
+  private ended = false;
   closed: Promise<void>;
 
   private constructor(socket: Socket) {
@@ -30,7 +34,13 @@ export class RawSmtp {
       }
     });
     socket.on('error', () => undefined);
-    this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
+    this.closed = new Promise((resolve) =>
+      socket.once('close', () => {
+        this.ended = true;
+        for (const waiter of this.waiting.splice(0)) waiter(CLOSED);
+        resolve();
+      }),
+    );
   }
 
   static async open(host: string, port: number, localAddress: string): Promise<{ smtp: RawSmtp; greeting: Reply }> {
@@ -41,7 +51,7 @@ export class RawSmtp {
   }
 
   read(timeoutMs = 10_000): Promise<Reply> {
-    const ready = this.replies.shift();
+    const ready = this.replies.shift() ?? (this.ended ? CLOSED : undefined);
     if (ready) return Promise.resolve(ready);
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`no reply within ${timeoutMs} ms`)), timeoutMs);

@@ -1,0 +1,199 @@
+// The web console in a real browser (Debian's chromium, headless): a message
+// submitted to the sender shows up live in the receiver's console, and its
+// "why" view tells its story; a malicious HTML message runs nothing, loads
+// nothing and submits nothing. With SCREENSHOTS=1 it also writes the
+// README's pictures to docs/screenshots/.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { Page } from 'playwright-core';
+import { openBrowser } from './support/browser.ts';
+import { startLab, type LabMta, type TestLab } from './support/lab.ts';
+import { api, message, submit, waitFor } from './support/mail.ts';
+
+const screenshots = process.env.SCREENSHOTS === '1' ? new URL('../docs/screenshots/', import.meta.url).pathname : undefined;
+
+let lab: TestLab;
+let receiver: LabMta;
+let sender: LabMta;
+let attacker: LabMta;
+
+before(async () => {
+  lab = await startLab();
+  receiver = await lab.start('receiver');
+  sender = await lab.start('sender');
+  attacker = await lab.start('attacker');
+});
+after(() => lab.close());
+
+const consoleUrl = () => `http://${receiver.host}:${receiver.apiPort}/`;
+
+async function shoot(page: Page, name: string, fullPage = false) {
+  if (!screenshots) return;
+  mkdirSync(screenshots, { recursive: true });
+  await page.screenshot({ path: `${screenshots}${name}.png`, fullPage });
+}
+
+// The stored message id of the message with this Message-ID, once it is stored.
+function storedId(messageId: string): Promise<string> {
+  return waitFor(`${messageId} stored`, async () => {
+    const sessions = await api<{ messageIds: string[]; deliveries: { id: string }[] }[]>(receiver, `/api/sessions?messageId=${encodeURIComponent(messageId)}`);
+    return sessions[0]?.deliveries[0]?.id;
+  });
+}
+
+test('a submitted message appears live in the receiver console; its why view shows the badges and the SMTP conversation', async (t) => {
+  const browser = await openBrowser(t);
+  if (!browser) return;
+  const page = await browser.newPage();
+  const response = await page.goto(consoleUrl());
+  assert.match(response!.headers()['content-security-policy'], /script-src 'self'/);
+  await page.getByRole('status').filter({ hasText: 'Live' }).waitFor();
+  await page.evaluate(() => Object.assign(window, { loadedOnce: true })); // gone if the page reloads
+
+  const reply = await submit(sender, {
+    user: 'alice@sender.test',
+    mailFrom: 'alice@sender.test',
+    to: ['bob@receiver.test'],
+    data: message('Alice <alice@sender.test>', 'bob@receiver.test', 'Lunch on Friday'),
+  });
+  assert.equal(reply.code, 250, reply.text);
+  const row = page.locator('tbody tr', { hasText: 'Lunch on Friday' });
+  await row.waitFor({ timeout: 15_000 });
+  assert.equal(await page.evaluate(() => (window as { loadedOnce?: boolean }).loadedOnce), true, 'it came without a reload');
+  assert.match(await row.innerText(), /✓ SPF pass\s+✓ DKIM pass\s+✓ DMARC pass\s+– ARC none[\s\S]*✓ Inbox/);
+
+  // Two spoofs from the attacker, for the lesson (and the pictures): one
+  // refused (p=reject), one filed as Junk (p=quarantine).
+  for (const [from, subject] of [['ceo@sender.test', 'Urgent wire transfer'], ['billing@quarantine.test', 'Your invoice is overdue']]) {
+    await submit(attacker, { user: 'mallory@attacker.test', mailFrom: from, to: ['bob@receiver.test'], data: message(from, 'bob@receiver.test', subject) });
+  }
+  await page.locator('tbody tr', { hasText: 'Urgent wire transfer' }).getByText('✗ Rejected 550 5.7.1').waitFor({ timeout: 15_000 });
+  await page.locator('tbody tr', { hasText: 'Your invoice is overdue' }).getByText('⚠ Junk').waitFor({ timeout: 15_000 });
+
+  // Once the senders hang up, each session's record is complete (QUIT and
+  // all). The attacker first: its bounce for the refused spoof holds a
+  // connection to the sender's MX, which the sender would wait for.
+  await lab.stop('attacker');
+  await lab.stop('sender');
+  await waitFor('sessions ended', async () => {
+    const page = await api<{ items: { endedAt?: string; transactions: unknown[] }[] }>(receiver, '/api/sessions/page');
+    return page.items.flatMap((s) => s.transactions).length === 3 && page.items.every((s) => s.endedAt) ? true : undefined;
+  });
+  await page.reload();
+  await page.locator('tbody tr', { hasText: 'Lunch on Friday' }).waitFor();
+  await shoot(page, 'console-sessions');
+
+  await page.getByRole('link', { name: /^INBOX/ }).click();
+  await page.getByRole('heading', { name: 'bob@receiver.test / INBOX' }).waitFor();
+  await shoot(page, 'console-mailbox');
+
+  await page.getByRole('link', { name: 'Lunch on Friday' }).click();
+  await page.getByRole('heading', { name: 'The SMTP conversation' }).waitFor();
+  const verdict = await page.locator('.verdict').innerText();
+  assert.match(verdict, /✓ SPF pass\s+✓ DKIM pass\s+✓ DMARC pass\s+– ARC none\s+✓ Inbox/);
+  const transcript = await page.locator('.transcript').innerText();
+  for (const line of [/S:\s*220 mx\.receiver\.test ESMTP/, /C:\s*EHLO mta\.sender\.test/, /C:\s*STARTTLS/, /C:\s*MAIL FROM:<alice@sender\.test>/, /C:\s*RCPT TO:<bob@receiver\.test>/, /S:\s*354 /, /\(the message: [\d,]+ bytes, “Lunch on Friday”/, /S:\s*250 2\.6\.0 Delivered to INBOX/]) {
+    assert.match(transcript, line);
+  }
+  const story = await page.locator('.panel').innerText();
+  assert.match(story, /_dmarc\.sender\.test\s+TXT\s+v=DMARC1; p=reject/);
+  assert.match(story, /SPF: the MAIL FROM domain\s+sender\.test\s+✓ SPF pass\s+relaxed \(aspf\): sender\.test = sender\.test: identical\s+✓ aligned and passing/);
+  assert.match(story, /DMARC policy published: p=reject\.\s+Policy applied to sender\.test: reject\./);
+  await shoot(page, 'console-why', true);
+
+  // The refused spoof: its session tells why it was refused.
+  await page.goto(`${consoleUrl()}#/sessions/reject`);
+  await page.getByRole('link', { name: /\d\d:\d\d/ }).first().click();
+  await page.getByRole('heading', { name: /DMARC: does an authenticated domain match/ }).first().waitFor(); // one per message: the attacker may send both on one connection
+  const spoof = await page.locator('main').innerText();
+  assert.match(spoof, /✗ SPF fail\s+May the MAIL FROM domain sender\.test send from this address\?/);
+  assert.match(spoof, /✗ Rejected 550 5\.7\.1\s+DMARC fail for sender\.test \(p=reject\)/);
+  assert.match(spoof, /S:\s*550 5\.7\.1 Message rejected/);
+  await shoot(page, 'console-why-spoof', true);
+});
+
+test('a malicious HTML message runs no script, loads nothing and submits no form', async (t) => {
+  const browser = await openBrowser(t);
+  if (!browser) return;
+  // Everything the message tries to reach comes here; nothing may.
+  const requests: string[] = [];
+  const watcher: Server = createServer((request, response) => {
+    requests.push(`${request.method} ${request.url}`);
+    response.setHeader('content-type', 'text/html');
+    response.end('<link rel="icon" href="data:,">gotcha'); // no favicon request after the probe
+  });
+  await new Promise<void>((resolve) => watcher.listen(0, '127.0.0.1', resolve));
+  t.after(() => watcher.close());
+  const trap = `http://127.0.0.1:${(watcher.address() as { port: number }).port}`;
+  // The browser can reach the watcher: silence later means blocked, not lost.
+  const probe = await browser.newPage();
+  await probe.goto(`${trap}/reachable`);
+  await probe.close();
+  assert.deepEqual(requests.splice(0), ['GET /reachable']);
+
+  const html = [
+    '<html><head>',
+    `<meta http-equiv="refresh" content="1;url=${trap}/meta-refresh">`,
+    `<link rel="stylesheet" href="${trap}/link.css"><link rel="prefetch" href="${trap}/prefetch">`,
+    `<style>@import url(${trap}/import.css); body { background: url(${trap}/background.png); }</style>`,
+    `<script src="${trap}/external.js"></script>`,
+    "<script>document.body.dataset.script = 'ran'; alert('script');</script>",
+    '</head><body onload="document.body.dataset.onload = \'ran\'; document.forms[0].submit()">',
+    `<p id="visible">Harmless looking text, <a id="link" href="${trap}/link">and a link</a></p>`,
+    `<img src="${trap}/remote.png" alt="remote">`,
+    `<img src="cid:nothing" onerror="document.body.dataset.onerror = 'ran'; fetch('${trap}/onerror'); alert('onerror')">`,
+    `<form action="${trap}/form" method="post"><input name="secret" value="1" autofocus onfocus="this.form.submit()"></form>`,
+    `<iframe src="${trap}/frame"></iframe><object data="${trap}/object"></object><video poster="${trap}/poster.png"></video>`,
+    '</body></html>',
+  ].join('\r\n');
+  const subject = `<img src="${trap}/subject.png"> & friends`;
+  const data = [
+    'From: mallory@attacker.test',
+    'To: bob@receiver.test',
+    `Subject: ${subject}`,
+    'Message-ID: <evil@client.example>',
+    'MIME-Version: 1.0',
+    'Content-Type: text/html; charset=utf-8',
+    '',
+    html,
+  ].join('\r\n');
+  // Straight to the receiver's MX, from the attacker's address, as a stranger's mail comes.
+  const reply = await submit({ host: receiver.host, submissionPort: receiver.mxPort }, { client: attacker.host, mailFrom: 'mallory@attacker.test', to: ['bob@receiver.test'], data });
+  assert.equal(reply.code, 250, reply.text);
+  const id = await storedId('<evil@client.example>');
+
+  const page = await browser.newPage();
+  const dialogs: string[] = [];
+  page.on('dialog', (dialog) => {
+    dialogs.push(dialog.message());
+    dialog.dismiss().catch(() => undefined);
+  });
+  // The subject is shown as text, never as markup.
+  await page.goto(`${consoleUrl()}#/sessions`);
+  await page.locator('tbody td', { hasText: subject }).first().waitFor();
+  assert.equal(await page.locator('main img').count(), 0);
+
+  const framed = page.waitForResponse((r) => r.url().endsWith(`/api/messages/${encodeURIComponent(id)}/html`));
+  await page.goto(`${consoleUrl()}#/message/${encodeURIComponent(id)}/html`);
+  const policy = (await framed).headers()['content-security-policy'];
+  assert.match(policy, /default-src 'none'/);
+  assert.match(policy, /form-action 'none'/);
+  assert.match(policy, /sandbox/);
+  assert.equal(await page.locator('iframe.mail-html').getAttribute('sandbox'), '', 'sandboxed, with no allow-* token');
+  const frame = page.frameLocator('iframe.mail-html');
+  await frame.locator('#visible').waitFor(); // the message is shown ...
+  await frame.locator('#link').click(); // a click on a link opens nothing either
+  await page.waitForTimeout(2000); // ... and has had time for its refresh, onload, autofocus and images
+
+  assert.deepEqual(requests, [], 'nothing reached the watcher');
+  assert.deepEqual(dialogs, [], 'no dialog opened');
+  const body = frame.locator('body');
+  assert.equal(await body.getAttribute('data-script'), null, 'no inline script ran');
+  assert.equal(await body.getAttribute('data-onload'), null, 'no onload handler ran');
+  assert.equal(await body.getAttribute('data-onerror'), null, 'no onerror handler ran');
+  assert.equal(await frame.locator('#visible').innerText(), 'Harmless looking text, and a link', 'the frame still shows the message: no refresh, no form submission, no link followed');
+  assert.equal(browser.pages().length, 2, 'no window opened'); // the probe's page is closed: this one and the blank first one
+  await shoot(page, 'console-html-sandbox');
+});
