@@ -239,7 +239,9 @@ export function memoryResolver(scenario: Scenario): Resolve {
       const node = scenario.names.get(name);
       const rrset = node?.records.filter((r) => r.type === type) ?? [];
       if (node?.timeout && rrset.length === 0) throw dnsError(type, 'ETIMEOUT', query);
-      if (rrset.length) return rrset.map(toNodeShape);
+      // An RRset holds no duplicates (RFC 2181 section 5): a server, like any
+      // cache, answers identical records once (the suite's multispf1 knows).
+      if (rrset.length) return [...new Map(rrset.map((r) => [JSON.stringify(r), toNodeShape(r)])).values()];
       const cname = node?.records.find((r) => r.type === 'CNAME');
       if (cname?.type === 'CNAME') {
         chain.add(name);
