@@ -59,9 +59,11 @@ export class DeliveryWorker {
     for (const transport of this.transports.values()) transport.close();
   }
 
-  // Starts whatever is due, up to the concurrency limit.
+  // Starts whatever is due, up to the concurrency limit. Called after every
+  // submission and attempt: when all slots are busy it returns at once, not
+  // after a look at every entry of a long queue.
   kick(): void {
-    if (this.stopped) return;
+    if (this.stopped || this.inFlight.size >= CONCURRENCY) return;
     for (const entry of this.queue.due()) {
       if (this.inFlight.size >= CONCURRENCY) return;
       if (this.inFlight.has(entry.id)) continue;
@@ -181,8 +183,15 @@ export class DeliveryWorker {
     } catch (error) {
       const code = (error as { code?: string }).code;
       if (code === 'ENOTFOUND') return { outcome: { status: 'failed', reply: `550 5.1.2 ${domain}: no such domain (NXDOMAIN)` } };
-      // No MX record: the domain's own address is its implicit MX.
-      if (code === 'ENODATA') return { hosts: [domain] };
+      // No MX record: the domain's own address is its implicit MX; without
+      // one either, the domain takes no mail (RFC 5321 section 5.1).
+      if (code === 'ENODATA') {
+        const address = await this.resolver.resolve(domain, 'A').then(() => 'found', (e: { code?: string }) => e.code);
+        if (address === 'ENODATA' || address === 'ENOTFOUND') {
+          return { outcome: { status: 'failed', reply: `550 5.4.4 ${domain}: no MX and no address record (RFC 5321 section 5.1)` } };
+        }
+        return { hosts: [domain] };
+      }
       return { outcome: { status: 'deferred', reply: `451 4.4.3 ${domain}: MX lookup failed (${code})` } };
     }
     const mx = (records as { exchange: string; priority: number }[]).sort((a, b) => a.priority - b.priority);
@@ -201,7 +210,10 @@ export class DeliveryWorker {
     if (!transport) {
       transport = createTransport({
         pool: true,
-        maxConnections: 5,
+        // Enough sessions per MX to keep up with submission (with 5 the queue
+        // backed up: p50 ~2 s from 250 to Maildir in bench:submit, 0.05-0.2 s
+        // with 10); Postfix allows 20 per destination.
+        maxConnections: 10,
         maxMessages: Infinity,
         host,
         port,

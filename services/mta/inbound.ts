@@ -154,6 +154,7 @@ export function createInbound(ctx: InboundContext): SMTPServer {
     closeTimeout: 3000,
     disabledCommands: ['AUTH'],
     hideENHANCEDSTATUSCODES: false,
+    hideDSN: true, // NOTIFY, RET and ENVID are not implemented: do not offer them
     authOptional: true,
     key: ctx.tls.key,
     cert: ctx.tls.cert,

@@ -98,8 +98,10 @@ export class Queue {
     return [...this.entries.values()];
   }
 
-  due(now = Date.now()): QueueEntry[] {
-    return this.list().filter((e) => Date.parse(e.nextAttemptAt) <= now);
+  // Entries whose next attempt is due (ISO times in UTC compare as strings).
+  *due(now = Date.now()): Generator<QueueEntry> {
+    const time = new Date(now).toISOString();
+    for (const entry of this.entries.values()) if (entry.nextAttemptAt <= time) yield entry;
   }
 }
 

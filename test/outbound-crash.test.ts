@@ -1,0 +1,153 @@
+// Accepted means delivered, even through a crash: the sender runs as its own
+// process (as `npm run mta` runs it), takes a burst of submissions while the
+// receiver is down, and is killed with SIGKILL in the middle of the burst.
+// Started again on the same data, with the receiver up, it delivers every
+// message it had answered 250 (a duplicate is acceptable, a loss is not).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { parse, stringify } from 'yaml';
+import { startControl } from '../services/dns/control.ts';
+import { DnsServer } from '../services/dns/server.ts';
+import { loopbackTwin } from '../services/lib/addressing.ts';
+import { message, submit, waitFor } from './support/mail.ts';
+
+const root = new URL('../', import.meta.url).pathname;
+const SENDER = '127.0.2.10';
+// The embedded sender reaches every MX on port 25 + 10000 of the loopback
+// twin of the address DNS gives. So that this test can run beside an
+// embedded lab or a benchmark (which hold 127.0.2.20:10025 or the like), the
+// receiver runs on a spare lab address that the lab DNS gives as
+// mx.receiver.test's.
+const MX_PORT = 10025;
+const CONNECTIONS = 4;
+const KILL_AFTER = 12; // acknowledged submissions
+
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer().once('error', reject);
+    server.listen(0, host, () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function portInUse(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer().once('error', () => resolve(true));
+    server.listen(port, host, () => server.close(() => resolve(false)));
+  });
+}
+
+// A lab address in 192.0.2.120-129 whose loopback twin has the MX port free.
+async function spareAddress(): Promise<string> {
+  for (let host = 120; host < 130; host++) if (!(await portInUse(`127.0.2.${host}`, MX_PORT))) return `192.0.2.${host}`;
+  throw new Error(`127.0.2.120-129:${MX_PORT} are all in use`);
+}
+
+// A copy of an instance file with some top-level settings replaced.
+function instanceFile(work: string, name: string, changes: Record<string, unknown>): string {
+  const instance = { ...parse(readFileSync(join(root, 'instances', `${name}.yaml`), 'utf8')), ...changes };
+  const file = join(work, `${name}.yaml`);
+  writeFileSync(file, stringify(instance));
+  return file;
+}
+
+function startMta(config: string, dataDir: string, dnsPort: number): ChildProcess {
+  const env = { ...process.env, MTA_CONFIG: config, MTA_DATA_DIR: dataDir, LAB_EMBEDDED: '1', LAB_DNS: `127.0.2.53:${dnsPort}`, LOG_LEVEL: 'silent' };
+  return spawn(process.execPath, ['services/mta/main.ts'], { cwd: root, env, stdio: 'ignore' });
+}
+
+async function healthy(api: string, child: ChildProcess): Promise<void> {
+  await waitFor(`${api} to answer`, async () => {
+    assert.equal(child.exitCode, null, `the MTA behind ${api} exited`);
+    return fetch(`${api}/api/health`).then((r) => (r.ok ? true : undefined), () => undefined);
+  });
+}
+
+function kill(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGKILL');
+  return exited;
+}
+
+test('kill -9 with mail in the queue: started again, the sender delivers every message it accepted', { timeout: 45_000 }, async () => {
+  const receiverLab = await spareAddress();
+  const receiverHost = loopbackTwin(receiverLab);
+  const work = mkdtempSync(join(tmpdir(), 'outbound-crash-'));
+  const silent = pino({ level: 'silent' });
+  const dns = new DnsServer({ listen: { host: '127.0.2.53', port: 0 }, zoneDir: join(root, 'dns-zone'), logger: silent });
+  await dns.start();
+  const control = await startControl(dns, { host: '127.0.2.53', port: 0 }, silent);
+  let sender: ChildProcess | undefined;
+  let receiver: ChildProcess | undefined;
+  try {
+    const { port } = control.address() as { port: number };
+    const override = { name: 'mx.receiver.test', type: 'A', values: [receiverLab] };
+    assert.equal((await fetch(`http://127.0.2.53:${port}/overrides`, { method: 'POST', body: JSON.stringify(override) })).status, 200);
+
+    const senderPorts = { mx: await freePort(SENDER), submission: await freePort(SENDER), api: await freePort(SENDER) };
+    const senderFile = instanceFile(work, 'sender', { ports: senderPorts, delivery: { retryInitialSeconds: 1, retryMaxSeconds: 1, giveUpAfterSeconds: 600 } });
+    const receiverPorts = { mx: 25, submission: await freePort(receiverHost), api: await freePort(receiverHost) };
+    const receiverFile = instanceFile(work, 'receiver', { ports: receiverPorts, address: receiverLab });
+    const senderApi = `http://${SENDER}:${senderPorts.api}`;
+    sender = startMta(senderFile, join(work, 'sender'), dns.port);
+    await healthy(senderApi, sender);
+
+    // Submissions over several connections until the sender is gone; the kill
+    // comes after KILL_AFTER acknowledgements, with others in flight.
+    const accepted: string[] = []; // Message-IDs that got 250
+    let next = 0;
+    let inFlightAtKill = -1;
+    let inFlight = 0;
+    const target = { host: SENDER, submissionPort: senderPorts.submission };
+    const client = async () => {
+      for (;;) {
+        const id = `crash-${next++}`;
+        inFlight++;
+        const reply = await submit(target, { user: 'alice@sender.test', mailFrom: 'alice@sender.test', to: ['bob@receiver.test'], data: message('Alice <alice@sender.test>', 'bob@receiver.test', id) }).catch(() => undefined);
+        inFlight--;
+        if (reply?.code !== 250) return;
+        accepted.push(`<${id}@client.example>`);
+        if (accepted.length === KILL_AFTER) {
+          inFlightAtKill = inFlight;
+          sender!.kill('SIGKILL');
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: CONNECTIONS }, client));
+    await kill(sender);
+    assert.ok(accepted.length >= KILL_AFTER, `only ${accepted.length} submissions were accepted`);
+    assert.ok(inFlightAtKill > 0, 'no submission was in flight at the kill');
+
+    receiver = startMta(receiverFile, join(work, 'receiver'), dns.port);
+    await healthy(`http://${receiverHost}:${receiverPorts.api}`, receiver);
+    sender = startMta(senderFile, join(work, 'sender'), dns.port);
+    await healthy(senderApi, sender);
+
+    const inbox = join(work, 'receiver/mail/receiver.test/bob/new');
+    const delivered = () => new Set(readdirSync(inbox).map((name) => /\r\nMessage-ID: (<[^>]+>)\r\n/i.exec(readFileSync(join(inbox, name), 'latin1'))?.[1]));
+    await waitFor('every accepted message in bob\'s Maildir', () => {
+      try {
+        const have = delivered();
+        return accepted.every((id) => have.has(id)) ? true : undefined;
+      } catch {
+        return undefined; // no Maildir yet
+      }
+    }, 20_000);
+    await waitFor('the sender\'s queue to empty', async () => ((await (await fetch(`${senderApi}/api/queue`)).json()).length === 0 ? true : undefined));
+  } finally {
+    await kill(sender);
+    await kill(receiver);
+    control.close();
+    await dns.close();
+    rmSync(work, { recursive: true, force: true });
+  }
+});
