@@ -14,6 +14,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { DnsServer } from '../services/dns/server.ts';
 import { createLogger } from '../services/lib/log.ts';
 import { evaluate, labResolver, loadSuite, memoryResolver, zoneFiles, type Outcome, type Scenario, type SpfCase } from './support/spf-suite.ts';
+import { inBatches } from './support/conformance.ts';
 
 const SUITE = new URL('./fixtures/spf-rfc7208/rfc7208-tests.yml', import.meta.url).pathname;
 const CASES = 203;
@@ -68,20 +69,6 @@ after(async () => {
   await Promise.all(servers.map((dns) => dns.close()));
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
-
-// Runs the jobs, at most `limit` at a time; the results in the jobs' order.
-async function inBatches<T>(jobs: (() => Promise<T>)[], limit: number): Promise<T[]> {
-  const results: T[] = [];
-  let next = 0;
-  const worker = async () => {
-    while (next < jobs.length) {
-      const at = next++;
-      results[at] = await jobs[at]();
-    }
-  };
-  await Promise.all(Array.from({ length: limit }, worker));
-  return results;
-}
 
 const asSuiteSays = (run: Run) => run.test.expected.includes(run.lab.result);
 
