@@ -3,8 +3,10 @@
 // DNS and DMARC; the lab CLI talks to it; stopping it leaves nothing behind.
 // The embedded lab listens on fixed addresses and ports (127.0.2.X with
 // 10053, 10025, 10587, 8025, 8053): no other test may use those; the other
-// tests listen on ports the system chooses. When they are taken (a lab
-// running beside the tests) these tests are skipped, and fail under CI.
+// tests listen on ports the system chooses, and scenarios.test.ts, which
+// also starts it, takes turns with this file (support/embedded-lab-lock.ts).
+// When they are taken (a lab running beside the tests) these tests are
+// skipped, and fail under CI.
 import { after, afterEach, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -15,9 +17,11 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { readLab, root } from '../scripts/lab/compose.ts';
 import { findPortProblems } from '../scripts/lab/preflight.ts';
+import { lockEmbeddedLab } from './support/embedded-lab-lock.ts';
 import { requireTool } from './support/tools.ts';
 
 const lab = readLab();
+await lockEmbeddedLab();
 const busy = (await findPortProblems(lab.services)).busy;
 if (busy.length > 0 && process.env.CI === 'true') throw new Error(`the embedded lab's ports are taken: ${busy.join(', ')}`);
 const skip =
