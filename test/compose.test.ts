@@ -68,7 +68,7 @@ test('the embedded lab: loopback twins, privileged ports + 10000, data under the
   const r = byName.get('receiver')!;
   assert.equal(r.address, '127.0.2.20');
   assert.equal(r.command[0], process.execPath);
-  assert.deepEqual(r.command.slice(1), ['services/mta/main.ts']);
+  assert.deepEqual(r.command.slice(1), ['--max-semi-space-size=1', 'services/mta/main.ts'], "compose's node options kept");
   assert.equal(r.env.MTA_CONFIG, 'instances/receiver.yaml');
   assert.equal(r.env.MTA_DATA_DIR, '/lab-data/receiver');
   assert.deepEqual(r.ports.map((p) => `${p.name}:${p.port}`), ['mx:10025', 'submission:10587', 'api:8025']);
