@@ -97,7 +97,32 @@ export function splitMailbox(mailbox: string): [string, string] {
   return [mailbox.slice(0, at).toLowerCase(), mailbox.slice(at + 1).toLowerCase()];
 }
 
-export async function syncDirectory(dir: string): Promise<void> {
+// Makes the entries of a directory durable: resolves once an fsync of it
+// that started after the call has finished. Callers that come while one runs
+// share the next, so concurrent deliveries into one folder cost one
+// directory fsync between them, not one each.
+const nextSync = new Map<string, Promise<void>>(); // not started yet: whoever comes now joins it
+const runningSync = new Map<string, Promise<void>>();
+
+export function syncDirectory(dir: string): Promise<void> {
+  let sync = nextSync.get(dir);
+  if (sync) return sync;
+  const running = runningSync.get(dir) ?? Promise.resolve();
+  sync = running
+    .catch(() => undefined)
+    .then(() => {
+      nextSync.delete(dir);
+      runningSync.set(dir, sync!);
+      return fsyncDirectory(dir);
+    })
+    .finally(() => {
+      if (runningSync.get(dir) === sync) runningSync.delete(dir);
+    });
+  nextSync.set(dir, sync);
+  return sync;
+}
+
+async function fsyncDirectory(dir: string): Promise<void> {
   const handle = await open(dir, 'r');
   try {
     await handle.sync();

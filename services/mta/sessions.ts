@@ -1,9 +1,11 @@
 // The durable record of every SMTP session, accepted or not: transcript,
 // envelope, DNS questions, check results, decision, where the mail went.
-// One JSON file per session; the newest `kept` are kept. A record that
-// accompanies an accepted message is fsynced before the 250 goes out.
+// One file per session, a journal of JSON lines: each save appends only what
+// is new since the last one, so that saving after each message costs that
+// message, not the whole session again. A save that accompanies an accepted
+// message is fsynced before the 250 goes out. The newest `kept` are kept.
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
-import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { open, readFile, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Question } from '../lib/resolver.ts';
 import type { Decision } from './decide.ts';
@@ -50,41 +52,96 @@ export interface SessionSummary {
   deliveries: Omit<Delivery, 'path'>[];
 }
 
+// One line of a session's file: the record's own fields as they are now,
+// and the transcript lines and transactions from the given positions on.
+type Update = Omit<SessionRecord, 'transcript' | 'transactions'> & {
+  transcriptFrom: number;
+  transcript: TranscriptLine[];
+  transactionsFrom: number;
+  transactions: Transaction[];
+};
+
+interface TransactionSummary {
+  messageId?: string;
+  recipients: string[];
+  disposition: string;
+  deliveries: Omit<Delivery, 'path'>[];
+}
+
+interface Entry {
+  id: string;
+  startedAt: string;
+  client: string;
+  file: string;
+  transactions: TransactionSummary[];
+}
+
+// How much of a live session's record its file holds.
+interface Written {
+  handle?: FileHandle; // open while the session lasts
+  transcript: number;
+  transactions: number;
+  durableName: boolean; // the directory entry has been fsynced
+  torn: boolean; // the last append failed, maybe halfway through a line
+}
+
 export class SessionStore {
   private dir: string;
   private kept: number;
-  private index = new Map<string, SessionSummary & { file: string }>();
+  private index = new Map<string, Entry>(); // oldest first
+  private written = new Map<string, Written>();
 
   constructor(dir: string, kept: number) {
     this.dir = dir;
     this.kept = kept;
     mkdirSync(dir, { recursive: true });
     // File names start with the start time, so name order is age order.
-    for (const file of readdirSync(dir).filter((f) => f.endsWith('.json')).sort()) {
-      try {
-        const record = JSON.parse(readFileSync(join(dir, file), 'utf8')) as SessionRecord;
-        this.index.set(record.id, { ...summarize(record), file });
-      } catch {
-        // A record cut short by a crash while it was being replaced: the
-        // previous version was renamed over, so this is only a stray temp file.
-      }
+    for (const file of readdirSync(dir).filter((f) => f.endsWith('.jsonl')).sort()) {
+      const record = replay(readFileSync(join(dir, file), 'utf8'));
+      if (record) this.index.set(record.id, entry(record, file));
     }
   }
 
-  // Writes the record; with durable, fsyncs it and its directory first.
+  // Appends the transcript lines and the transactions added since the last
+  // save; a transaction is written for good by the first save that succeeds
+  // after it is added, so it must be complete by then. Saves of one record
+  // must not overlap. With durable, the file is fsynced before this returns,
+  // and its directory entry the first time.
   async save(record: SessionRecord, durable: boolean): Promise<void> {
-    const file = this.index.get(record.id)?.file ?? `${record.startedAt.replace(/[:.]/g, '')}-${record.id}.json`;
-    const temporary = join(this.dir, `.${file}.tmp`);
-    const handle = await open(temporary, 'w', 0o600);
+    const file = this.index.get(record.id)?.file ?? `${record.startedAt.replace(/[:.]/g, '')}-${record.id}.jsonl`;
+    const done = this.written.get(record.id) ?? { transcript: 0, transactions: 0, durableName: false, torn: false };
+    const { transcript, transactions, ...fields } = record;
+    const update: Update = {
+      ...fields,
+      transcriptFrom: done.transcript,
+      transcript: transcript.slice(done.transcript),
+      transactionsFrom: done.transactions,
+      transactions: transactions.slice(done.transactions),
+    };
+    this.written.set(record.id, done);
     try {
-      await handle.writeFile(JSON.stringify(record));
-      if (durable) await handle.sync();
+      done.handle ??= await open(join(this.dir, file), 'a', 0o600);
+      // After a failed append, a new line: the torn one is skipped on reading.
+      await done.handle.writeFile(`${done.torn ? '\n' : ''}${JSON.stringify(update)}\n`);
+      if (durable) await done.handle.datasync();
+      done.torn = false;
+    } catch (error) {
+      done.torn = true;
+      throw error;
     } finally {
-      await handle.close();
+      // Open for the session's life; closed when it ends, or reopened after a failure.
+      if (record.endedAt || done.torn) await this.close(done);
     }
-    await rename(temporary, join(this.dir, file));
-    if (durable) await syncDirectory(this.dir);
-    this.index.set(record.id, { ...summarize(record), file });
+    if (durable && !done.durableName) {
+      await syncDirectory(this.dir);
+      done.durableName = true;
+    }
+    const known = this.index.get(record.id) ?? entry({ ...record, transactions: [] }, file);
+    place(known.transactions, update.transactionsFrom, update.transactions.map(summarize));
+    this.index.set(record.id, known);
+    done.transcript = transcript.length;
+    done.transactions = transactions.length;
+    if (record.endedAt) this.written.delete(record.id);
     await this.trim();
   }
 
@@ -93,42 +150,89 @@ export class SessionStore {
       (!filter.messageId || s.messageIds.includes(filter.messageId)) &&
       (!filter.recipient || s.recipients.includes(filter.recipient.toLowerCase())) &&
       (!filter.disposition || s.dispositions.includes(filter.disposition));
-    return [...this.index.values()].filter(wanted).map(({ file: _file, ...summary }) => summary).reverse();
+    return [...this.index.values()].map(sessionSummary).filter(wanted).reverse();
   }
 
   async get(id: string): Promise<SessionRecord | undefined> {
-    const entry = this.index.get(id);
-    if (!entry) return undefined;
-    return JSON.parse(await readFile(join(this.dir, entry.file), 'utf8'));
+    const known = this.index.get(id);
+    if (!known) return undefined;
+    return replay(await readFile(join(this.dir, known.file), 'utf8'));
   }
 
   // The session a stored message came from.
   findDelivery(messageId: string): { session: string; delivery: Omit<Delivery, 'path'> } | undefined {
-    for (const summary of this.index.values()) {
-      const delivery = summary.deliveries.find((d) => d.id === messageId);
-      if (delivery) return { session: summary.id, delivery };
+    for (const known of this.index.values()) {
+      for (const t of known.transactions) {
+        const delivery = t.deliveries.find((d) => d.id === messageId);
+        if (delivery) return { session: known.id, delivery };
+      }
     }
     return undefined;
+  }
+
+  private async close(done: Written): Promise<void> {
+    await done.handle?.close().catch(() => undefined);
+    done.handle = undefined;
   }
 
   private async trim(): Promise<void> {
     while (this.index.size > this.kept) {
       const [id, oldest] = this.index.entries().next().value!;
       this.index.delete(id);
+      const done = this.written.get(id);
+      if (done) await this.close(done);
+      this.written.delete(id);
       await unlink(join(this.dir, oldest.file)).catch(() => undefined);
     }
   }
 }
 
-function summarize(record: SessionRecord): SessionSummary {
-  const t = record.transactions;
+// The record a session's file describes, line by line; a later line
+// replaces the transcript lines and transactions it repeats.
+function replay(text: string): SessionRecord | undefined {
+  let record: SessionRecord | undefined;
+  for (const line of text.split('\n')) {
+    let update: Update;
+    try {
+      update = JSON.parse(line);
+    } catch {
+      continue; // empty, or torn by a crash while it was written: nothing acknowledged was in it
+    }
+    const { transcriptFrom, transcript, transactionsFrom, transactions, ...fields } = update;
+    record = { ...record, ...fields, transcript: record?.transcript ?? [], transactions: record?.transactions ?? [] };
+    place(record.transcript, transcriptFrom, transcript);
+    place(record.transactions, transactionsFrom, transactions);
+  }
+  return record;
+}
+
+// Puts items into a list from a position on, over what is there.
+function place<T>(list: T[], from: number, items: T[]): void {
+  for (const [i, item] of items.entries()) list[from + i] = item;
+}
+
+function entry(record: SessionRecord, file: string): Entry {
+  return { id: record.id, startedAt: record.startedAt, client: record.client.address, file, transactions: record.transactions.map(summarize) };
+}
+
+function summarize(t: Transaction): TransactionSummary {
   return {
-    id: record.id,
-    startedAt: record.startedAt,
-    client: record.client.address,
-    messageIds: t.map((x) => x.message?.messageId).filter((m): m is string => Boolean(m)),
-    recipients: [...new Set(t.flatMap((x) => x.envelope.rcptTo.map((r) => r.toLowerCase())))],
-    dispositions: [...new Set(t.map((x) => x.decision.disposition))],
+    messageId: t.message?.messageId,
+    recipients: t.envelope.rcptTo.map((r) => r.toLowerCase()),
+    disposition: t.decision.disposition,
+    deliveries: t.deliveries,
+  };
+}
+
+function sessionSummary(known: Entry): SessionSummary {
+  const t = known.transactions;
+  return {
+    id: known.id,
+    startedAt: known.startedAt,
+    client: known.client,
+    messageIds: t.map((x) => x.messageId).filter((m): m is string => Boolean(m)),
+    recipients: [...new Set(t.flatMap((x) => x.recipients))],
+    dispositions: [...new Set(t.map((x) => x.disposition))],
     deliveries: t.flatMap((x) => x.deliveries),
   };
 }

@@ -1,0 +1,74 @@
+// Session records as journals: each save appends what is new, a line torn by
+// a crash is skipped, and a store opened afterwards reads what was saved.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SessionStore, type SessionRecord, type Transaction } from '../services/mta/sessions.ts';
+
+// File names start with the start time: the second orders the records.
+function session(id: string, second = 0): SessionRecord {
+  return { id, instance: 'receiver', startedAt: `2026-11-28T10:00:0${second}.000Z`, client: { address: '192.0.2.10', port: 4000 }, transcript: [], transactions: [] };
+}
+
+function transaction(messageId: string, delivery: string): Transaction {
+  return {
+    at: '2026-11-28T10:00:01.000Z',
+    envelope: { mailFrom: 'alice@sender.test', rcptTo: ['Alice@receiver.test'] },
+    message: { messageId, size: 100 },
+    dns: [],
+    decision: { disposition: 'inbox', reason: 'DMARC pass' },
+    deliveries: [{ id: delivery, mailbox: 'alice@receiver.test', folder: 'INBOX' }],
+  };
+}
+
+test('each save appends only what is new; a torn last line is skipped; a new store reads the rest', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sessions-'));
+  try {
+    const store = new SessionStore(dir, 100);
+    const record = session('a');
+    for (let n = 1; n <= 3; n++) {
+      record.transcript.push({ at: '2026-11-28T10:00:01.000Z', line: `C: MAIL FROM:<alice@sender.test> ${n}` });
+      record.transactions.push(transaction(`<m${n}@sender.test>`, `d${n}`));
+      await store.save(record, true);
+    }
+    const [file] = readdirSync(dir);
+    const lines = readFileSync(join(dir, file), 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(
+      lines.map((l) => [l.transcriptFrom, l.transcript.length, l.transactionsFrom, l.transactions.length]),
+      [[0, 1, 0, 1], [1, 1, 1, 1], [2, 1, 2, 1]],
+    );
+
+    appendFileSync(join(dir, file), '{"id":"a","transcriptFrom":3,"transcr'); // a crash halfway through a line
+    const reopened = new SessionStore(dir, 100);
+    assert.deepEqual(await reopened.get('a'), record);
+    assert.deepEqual(reopened.list({ messageId: '<m2@sender.test>' }).map((s) => s.id), ['a']);
+    assert.deepEqual(reopened.list({ recipient: 'alice@receiver.test' })[0].deliveries.map((d) => d.id), ['d1', 'd2', 'd3']);
+    assert.equal(reopened.findDelivery('d3')?.session, 'a');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the end of a session is saved with it, and only the newest records are kept', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sessions-'));
+  try {
+    const store = new SessionStore(dir, 2);
+    for (const [second, id] of ['a', 'b', 'c'].entries()) {
+      const record = session(id, second);
+      record.transactions.push(transaction(`<${id}@sender.test>`, `d-${id}`));
+      await store.save(record, true);
+      record.endedAt = '2026-11-28T10:00:09.000Z';
+      await store.save(record, false);
+    }
+    assert.deepEqual(store.list().map((s) => s.id), ['c', 'b']);
+    assert.equal(readdirSync(dir).length, 2);
+    const b = await store.get('b');
+    assert.equal(b?.endedAt, '2026-11-28T10:00:09.000Z');
+    assert.equal(b?.transactions.length, 1);
+    assert.deepEqual(new SessionStore(dir, 2).list().map((s) => s.id), ['c', 'b']);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
