@@ -1,6 +1,8 @@
 // One MTA instance, assembled: the MX, submission, the queue and its delivery
 // worker, and the API, over shared storage. The instance file says who it
 // is; the caller says where it listens and how lab addresses are reached.
+// Before anything loads mailauth: its signer must see the key cache.
+import './mailauth-keys.ts';
 import { join } from 'node:path';
 import type { SMTPServer } from 'smtp-server';
 import type { Endpoint } from '../lib/config.ts';

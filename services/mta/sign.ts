@@ -2,6 +2,7 @@
 // for: RSA and Ed25519, several signatures on one message, canonicalization
 // and signed header fields per selector. Keys are read once, at start, so a
 // missing key stops the instance instead of a message going out unsigned.
+import './mailauth-keys.ts';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { dkimSign } from 'mailauth/lib/dkim/sign.js';
