@@ -7,6 +7,7 @@ import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { SessionStore } from '../services/mta/sessions.ts';
 import { RawSmtp } from './support/smtp.ts';
 import { startLab, type TestLab } from './support/lab.ts';
 import { requireTool } from './support/tools.ts';
@@ -245,4 +246,21 @@ describe('SMTP smuggling', () => {
       assert.equal(files(inbox('bob')).length, before, 'nothing stored');
     });
   }
+});
+
+describe('shutdown', () => {
+  test('stopping the MTA right after a session closes keeps the end of its record', async () => {
+    const stopping = await lab.start('receiver', (instance) => ({ ...instance, name: 'stopping' }));
+    const { smtp } = await RawSmtp.open(stopping.host, stopping.mxPort, '127.0.0.1');
+    await smtp.command('EHLO client.example');
+    assert.equal((await smtp.command('QUIT')).code, 221);
+    await smtp.closed;
+    await lab.stop('stopping');
+    const reopened = new SessionStore(join(lab.dataDir, 'stopping', 'sessions'), 10);
+    const [summary] = reopened.list();
+    assert.ok(summary, 'the session was recorded');
+    const record = await reopened.get(summary.id);
+    assert.ok(record?.endedAt, 'the end time was saved before the MTA stopped');
+    assert.equal(record.transcript.at(-1)?.line, 'S: 221 2.0.0 Bye');
+  });
 });

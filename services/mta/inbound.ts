@@ -24,6 +24,7 @@ export interface InboundContext {
   sessions: SessionStore;
   forwarder: Forwarder;
   queued: () => void; // tells the delivery worker there is work
+  closing: Set<Promise<void>>; // one per open session, settled by its last save: shutdown awaits them
   log: Logger;
   tls: { key: Buffer; cert: Buffer };
 }
@@ -32,6 +33,7 @@ interface Live {
   record: SessionRecord;
   clientAddress: string;
   busy: Promise<unknown>; // the message being processed; closing waits for it
+  saved: () => void; // settles this session's entry in ctx.closing
 }
 
 const smtpError = (code: number, text: string) => Object.assign(new Error(text), { responseCode: code });
@@ -171,9 +173,14 @@ export function createInbound(ctx: InboundContext): SMTPServer {
     onConnect(session, callback) {
       const clientAddress = labAddress(session.remoteAddress);
       const hostname = session.clientHostname && !session.clientHostname.startsWith('[') ? session.clientHostname : undefined;
+      let saved!: () => void;
+      const ended = new Promise<void>((resolve) => (saved = resolve));
+      ctx.closing.add(ended);
+      ended.then(() => ctx.closing.delete(ended));
       live.set(session.id, {
         clientAddress,
         busy: Promise.resolve(),
+        saved,
         record: {
           id: session.id,
           instance: instance.name,
@@ -238,10 +245,13 @@ export function createInbound(ctx: InboundContext): SMTPServer {
       const state = live.get(session.id);
       if (!state) return;
       live.delete(session.id);
-      state.busy.finally(() => {
-        state.record.endedAt = new Date().toISOString();
-        sessions.save(state.record, false).catch((error) => log.error({ err: error, session: session.id }, 'saving the session record failed'));
-      });
+      state.busy
+        .finally(() => {
+          state.record.endedAt = new Date().toISOString();
+          return sessions.save(state.record, false);
+        })
+        .catch((error) => log.error({ err: error, session: session.id }, 'saving the session record failed'))
+        .finally(state.saved);
     },
   });
   server.on('error', (error) => log.warn({ err: error }, 'SMTP server error'));

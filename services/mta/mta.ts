@@ -52,7 +52,8 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
   const queue = new Queue(join(options.dataDir, 'queue'));
   const worker = new DeliveryWorker(instance, queue, resolver, options.outbound, log);
   const forwarder = new Forwarder(instance, queue, options.keyDir, log);
-  const mx = createInbound({ instance, resolver, maildir, sessions, forwarder, queued: () => worker.kick(), log, tls: options.tls });
+  const closing = new Set<Promise<void>>();
+  const mx = createInbound({ instance, resolver, maildir, sessions, forwarder, queued: () => worker.kick(), closing, log, tls: options.tls });
   const submission = createSubmission({ instance, queue, signer, log, tls: options.tls, queued: () => worker.kick() });
   await listen(mx, options.mx);
   await listen(submission, options.submission);
@@ -75,6 +76,10 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
       api.close();
       api.closeAllConnections(); // consoles' event streams never end by themselves
       await Promise.all([mx, submission].map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
+      // Each session's record gets its last save (the final replies, the end
+      // time) after smtp-server reports it closed, which may come after the
+      // server itself has closed: wait for those, within reason.
+      await Promise.race([Promise.all(closing), new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
     },
   };
 }
