@@ -12,7 +12,7 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { loadZoneDir } from '../services/dns/zones.ts';
-import { onCpu, peakRss, startChild, stopChild } from './bench/children.ts';
+import { onCpu, peakRssMiB, start, stop } from './bench/processes.ts';
 import { dnsperf, type DnsperfResult } from './bench/dnsperf.ts';
 import { knotConfig } from './bench/knot.ts';
 import { compareAnswers, digAnswer, dnsperfData, queryMix, type Question } from './bench/queries.ts';
@@ -106,7 +106,7 @@ async function startOurs(logLevel: 'info' | 'silent', cpu: number | undefined): 
     LOG_LEVEL: logLevel,
   };
   // stdout (the query log) goes to /dev/null: written, then thrown away.
-  const child = startChild(...onCpu(cpu, process.execPath, [join(repo, 'services/dns/main.ts')]), { env, stdio: ['ignore', 'ignore', 'inherit'] });
+  const child = start(...onCpu(cpu, process.execPath, [join(repo, 'services/dns/main.ts')]), { env, stdio: ['ignore', 'ignore', 'inherit'] });
   return { label: `ours (LOG_LEVEL=${logLevel})`, host: OURS_HOST, port, child };
 }
 
@@ -115,7 +115,7 @@ async function startKnot(runDir: string, zones: ReturnType<typeof loadZoneDir>, 
   const config = join(runDir, 'knot.conf');
   mkdirSync(join(runDir, 'db'));
   writeFileSync(config, knotConfig(zones, { runDir, host: KNOT_HOST, port, zoneDir }));
-  const child = startChild(...onCpu(cpu, 'knotd', ['-c', config]), { stdio: ['ignore', 'inherit', 'inherit'] });
+  const child = start(...onCpu(cpu, 'knotd', ['-c', config]), { stdio: ['ignore', 'inherit', 'inherit'] });
   const { stdout } = await promisify(execFile)('knotd', ['--version']);
   const version = /version (\S+)/.exec(stdout)?.[1] ?? '';
   return { label: `knotd ${version}`.trim(), host: KNOT_HOST, port, child };
@@ -178,9 +178,9 @@ async function main(): Promise<number> {
   for (const server of servers) {
     process.stdout.write(`dnsperf against ${server.label}, ${seconds} s ...\n`);
     server.result = await dnsperf(server.host, server.port, dataFile, seconds, pin ? 1 : undefined);
-    server.rss = peakRss(server.child);
+    server.rss = peakRssMiB(server.child.pid!) * 1024 * 1024;
   }
-  await Promise.all(servers.map((server) => stopChild(server.child)));
+  await Promise.all(servers.map((server) => stop(server.child)));
 
   const placement = pin ? 'servers on CPU 0, dnsperf on CPU 1' : `${availableParallelism()} CPUs shared`;
   process.stdout.write(`\ndnsperf -c 4 -q 100 -l ${seconds}, UDP on loopback, ${placement}\n`);

@@ -1,5 +1,5 @@
 // Runs dnsperf against one server and reads the figures from its report.
-import { onCpu, startChild } from './children.ts';
+import { onCpu, start } from './processes.ts';
 
 export interface DnsperfResult {
   qps: number;
@@ -11,10 +11,10 @@ export interface DnsperfResult {
 // cpu: the one CPU to run dnsperf on (taskset), or undefined for any.
 export async function dnsperf(host: string, port: number, dataFile: string, seconds: number, cpu?: number): Promise<DnsperfResult> {
   const args = ['-s', host, '-p', String(port), '-d', dataFile, '-c', '4', '-q', '100', '-l', String(seconds)];
-  const child = startChild(...onCpu(cpu, 'dnsperf', args), { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = start(...onCpu(cpu, 'dnsperf', args), { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
-  child.stdout!.on('data', (chunk) => (output += chunk));
-  child.stderr!.on('data', (chunk) => (output += chunk));
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk));
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk));
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
   const figure = (label: string) => {
     const match = new RegExp(`${label}:\\s+([\\d.]+)`).exec(output);

@@ -24,6 +24,11 @@ export function start(command: string, args: string[], options: SpawnOptions = {
   return child;
 }
 
+// The command line that runs a program on one CPU (taskset), or on any.
+export function onCpu(cpu: number | undefined, command: string, args: string[]): [string, string[]] {
+  return cpu === undefined ? [command, args] : ['taskset', ['-c', String(cpu), command, ...args]];
+}
+
 // A port nobody listens on right now.
 export function freePort(host: string): Promise<number> {
   return new Promise((resolve, reject) => {
