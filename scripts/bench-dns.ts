@@ -1,9 +1,12 @@
-// npm run bench:dns [-- --seconds N --pin]: how many queries a second the
-// lab DNS server answers, next to knotd serving the same zone files, both
-// measured by dnsperf on loopback. Our server runs as in the lab: its own
-// process, every query logged (to /dev/null here); a second run with logging
-// off shows what the log costs. --pin puts each server on CPU 0 and dnsperf on
-// CPU 1: steadier figures, one core each (our server uses one anyway).
+// npm run bench:dns [-- --seconds N --rounds N --pin]: how many queries a
+// second the lab DNS server answers, next to knotd serving the same zone
+// files, both measured by dnsperf on loopback. Our server runs as in the lab:
+// its own process, with compose.yaml's command, every query logged (to
+// /dev/null here); a second server with logging off shows what the log costs.
+// The servers take turns, round after round, and each one's median counts:
+// a shared machine's slow moments then fall on all of them alike. --pin puts
+// each server on CPU 0 and dnsperf on CPU 1: steadier figures, one core each
+// (our server uses one anyway).
 import { execFile, type ChildProcess } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { accessSync, constants, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -12,6 +15,7 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { loadZoneDir } from '../services/dns/zones.ts';
+import { readLab, service } from './lab/compose.ts';
 import { onCpu, peakRssMiB, start, stop } from './bench/processes.ts';
 import { dnsperf, type DnsperfResult } from './bench/dnsperf.ts';
 import { knotConfig } from './bench/knot.ts';
@@ -36,22 +40,27 @@ interface Server {
   host: string;
   port: number;
   child: ChildProcess;
-  result?: DnsperfResult;
+  results: DnsperfResult[];
   rss?: number;
 }
 
-function readOptions(): { seconds: number; pin: boolean } {
-  const { values } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, pin: { type: 'boolean', default: false } } });
-  const seconds = Number(values.seconds);
-  if (!Number.isInteger(seconds) || seconds < 1 || seconds > 600) {
-    process.stderr.write(`--seconds: "${values.seconds}" is not a whole number from 1 to 600\n`);
+function readOptions(): { seconds: number; rounds: number; pin: boolean } {
+  const { values } = parseArgs({
+    options: { seconds: { type: 'string', default: '8' }, rounds: { type: 'string', default: '3' }, pin: { type: 'boolean', default: false } },
+  });
+  const whole = (option: string, text: string, max: number) => {
+    const n = Number(text);
+    if (Number.isInteger(n) && n >= 1 && n <= max) return n;
+    process.stderr.write(`--${option}: "${text}" is not a whole number from 1 to ${max}\n`);
     process.exit(2);
-  }
+  };
+  const seconds = whole('seconds', values.seconds, 600);
+  const rounds = whole('rounds', values.rounds, 20);
   if (values.pin && availableParallelism() < 2) {
     process.stderr.write('--pin needs at least two CPUs\n');
     process.exit(2);
   }
-  return { seconds, pin: values.pin };
+  return { seconds, rounds, pin: values.pin };
 }
 
 function checkTools(pin: boolean): void {
@@ -95,8 +104,9 @@ async function freePort(host: string): Promise<number> {
 async function startOurs(logLevel: 'info' | 'silent', cpu: number | undefined): Promise<Server> {
   const port = await freePort(OURS_HOST);
   const control = await freePort(OURS_HOST);
-  // As the lab runs it (scripts/lab.ts, the Dockerfile): with Node's compile
-  // cache, so that type stripping is done once, not in every process.
+  // As the lab runs it: compose.yaml's command (its Node options included),
+  // with Node's compile cache, so that type stripping is done once.
+  const [node, ...args] = service(readLab(), 'dns').command;
   const env = {
     ...process.env,
     NODE_COMPILE_CACHE: process.env.NODE_COMPILE_CACHE ?? join(tmpdir(), 'node-compile-cache'),
@@ -106,8 +116,8 @@ async function startOurs(logLevel: 'info' | 'silent', cpu: number | undefined): 
     LOG_LEVEL: logLevel,
   };
   // stdout (the query log) goes to /dev/null: written, then thrown away.
-  const child = start(...onCpu(cpu, process.execPath, [join(repo, 'services/dns/main.ts')]), { env, stdio: ['ignore', 'ignore', 'inherit'] });
-  return { label: `ours (LOG_LEVEL=${logLevel})`, host: OURS_HOST, port, child };
+  const child = start(...onCpu(cpu, node, args), { cwd: repo, env, stdio: ['ignore', 'ignore', 'inherit'] });
+  return { label: `ours (LOG_LEVEL=${logLevel})`, host: OURS_HOST, port, child, results: [] };
 }
 
 async function startKnot(runDir: string, zones: ReturnType<typeof loadZoneDir>, cpu: number | undefined): Promise<Server> {
@@ -118,7 +128,7 @@ async function startKnot(runDir: string, zones: ReturnType<typeof loadZoneDir>, 
   const child = start(...onCpu(cpu, 'knotd', ['-c', config]), { stdio: ['ignore', 'inherit', 'inherit'] });
   const { stdout } = await promisify(execFile)('knotd', ['--version']);
   const version = /version (\S+)/.exec(stdout)?.[1] ?? '';
-  return { label: `knotd ${version}`.trim(), host: KNOT_HOST, port, child };
+  return { label: `knotd ${version}`.trim(), host: KNOT_HOST, port, child, results: [] };
 }
 
 async function waitUntilAnswering(server: Server, question: Question): Promise<void> {
@@ -135,17 +145,25 @@ async function waitUntilAnswering(server: Server, question: Question): Promise<v
 const number = (n: number) => Math.round(n).toLocaleString('en-US');
 const megabytes = (bytes: number | undefined) => (bytes === undefined ? '?' : `${(bytes / 1024 / 1024).toFixed(1)} MB`);
 const verdict = (ok: boolean) => (ok ? 'ok' : 'MISSED');
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+const qps = (server: Server) => median(server.results.map((r) => r.qps));
 
 function printTable(servers: Server[]): void {
+  const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
   const rows = [
-    ['server', 'queries/s', 'avg latency', 'lost', 'peak RSS'],
-    ...servers.map(({ label, result, rss }) => [
-      label,
-      number(result!.qps),
-      `${result!.avgLatencyMs.toFixed(2)} ms`,
-      `${result!.lost} (${((100 * result!.lost) / Math.max(1, result!.sent)).toFixed(2)}%)`,
-      megabytes(rss),
-    ]),
+    ['server', 'queries/s (median)', 'each round', 'avg latency', 'lost', 'peak RSS'],
+    ...servers.map((server) => {
+      const { label, results, rss } = server;
+      const lost = sum(results.map((r) => r.lost));
+      return [
+        label,
+        number(qps(server)),
+        results.map((r) => number(r.qps)).join(' '),
+        `${median(results.map((r) => r.avgLatencyMs)).toFixed(2)} ms`,
+        `${lost} (${((100 * lost) / Math.max(1, sum(results.map((r) => r.sent)))).toFixed(2)}%)`,
+        megabytes(rss),
+      ];
+    }),
   ];
   const widths = rows[0].map((_, column) => Math.max(...rows.map((row) => row[column].length)));
   for (const row of rows) {
@@ -154,7 +172,7 @@ function printTable(servers: Server[]): void {
 }
 
 async function main(): Promise<number> {
-  const { seconds, pin } = readOptions();
+  const { seconds, rounds, pin } = readOptions();
   checkTools(pin);
   const serverCpu = pin ? 0 : undefined;
   const zones = loadZoneDir(zoneDir);
@@ -175,23 +193,25 @@ async function main(): Promise<number> {
   else process.stdout.write(`answers: ${ours.label} and ${knot.label} give the same answer section to every question\n`);
 
   const loadBefore = loadavg()[0];
-  for (const server of servers) {
-    process.stdout.write(`dnsperf against ${server.label}, ${seconds} s ...\n`);
-    server.result = await dnsperf(server.host, server.port, dataFile, seconds, pin ? 1 : undefined);
-    server.rss = peakRssMiB(server.child.pid!) * 1024 * 1024;
+  for (let round = 1; round <= rounds; round++) {
+    for (const server of servers) {
+      process.stdout.write(`round ${round}/${rounds}: dnsperf against ${server.label}, ${seconds} s ...\n`);
+      server.results.push(await dnsperf(server.host, server.port, dataFile, seconds, pin ? 1 : undefined));
+    }
   }
+  for (const server of servers) server.rss = peakRssMiB(server.child.pid!) * 1024 * 1024;
   await Promise.all(servers.map((server) => stop(server.child)));
 
   const placement = pin ? 'servers on CPU 0, dnsperf on CPU 1' : `${availableParallelism()} CPUs shared`;
-  process.stdout.write(`\ndnsperf -c 4 -q 100 -l ${seconds}, UDP on loopback, ${placement}\n`);
+  process.stdout.write(`\ndnsperf -c 4 -q 100 -l ${seconds}, ${rounds} rounds, UDP on loopback, ${placement}\n`);
   // Other work on the machine lowers every figure: say how busy it was.
   process.stdout.write(`load average before the runs: ${loadBefore.toFixed(2)}\n`);
   printTable(servers);
-  const ratio = knot.result!.qps / ours.result!.qps;
+  const ratio = qps(knot) / qps(ours);
   process.stdout.write(
     [
       '',
-      `${ours.label}: ${number(ours.result!.qps)} q/s   target >= ${number(TARGET_QPS)}   ${verdict(ours.result!.qps >= TARGET_QPS)}`,
+      `${ours.label}: ${number(qps(ours))} q/s   target >= ${number(TARGET_QPS)}   ${verdict(qps(ours) >= TARGET_QPS)}`,
       `knotd / ours: ${ratio.toFixed(2)}   target <= ${TARGET_RATIO}   ${verdict(ratio <= TARGET_RATIO)}`,
       `${ours.label} peak RSS: ${megabytes(ours.rss)}   target < ${megabytes(TARGET_RSS)}   ${verdict(ours.rss !== undefined && ours.rss < TARGET_RSS)}`,
       '',
