@@ -19,7 +19,7 @@ import type { DKIMSignOptions } from 'mailauth';
 import { dkimSign } from 'mailauth/lib/dkim/sign.js';
 import { parse, stringify } from 'yaml';
 import { exitOnConfigError, readInteger, readString } from '../services/lib/config.ts';
-import { freePort, peakRssMiB, start, stop, timed, waitForHttp, waitForPort } from './bench/processes.ts';
+import { cpuSeconds, freePort, peakRssMiB, start, stop, timed, waitForHttp, waitForPort } from './bench/processes.ts';
 
 const root = resolve(import.meta.dirname, '..');
 
@@ -122,7 +122,7 @@ async function benchBare(file: string): Promise<Row> {
 }
 
 // The receiver as the lab runs it, with the lab DNS as a process beside it.
-async function benchReceiver(file: string): Promise<{ row: Row; peakRss: number; checks: string[] }> {
+async function benchReceiver(file: string): Promise<{ row: Row; peakRss: number; cpuMs: number; checks: string[] }> {
   const dnsPort = await freePort('127.0.2.53');
   const controlPort = await freePort('127.0.2.53');
   const dns = start(process.execPath, ['services/dns/main.ts'], {
@@ -140,9 +140,11 @@ async function benchReceiver(file: string): Promise<{ row: Row; peakRss: number;
   try {
     await waitForHttp('the lab DNS', dns, `http://127.0.2.53:${controlPort}/health`);
     await waitForHttp('the receiver', receiver, `http://127.0.2.20:${instance.ports.api}/api/health`);
+    const cpuBefore = cpuSeconds(receiver.pid!);
     const row = await measure('receiver', '127.0.2.20', instance.ports.mx, file);
+    const cpuMs = ((cpuSeconds(receiver.pid!) - cpuBefore) * 1000) / messages;
     const peakRss = peakRssMiB(receiver.pid!);
-    return { row, peakRss, checks: await checkReceiver(dataDir, `http://127.0.2.20:${instance.ports.api}/api`) };
+    return { row, peakRss, cpuMs, checks: await checkReceiver(dataDir, `http://127.0.2.20:${instance.ports.api}/api`) };
   } finally {
     await stop(receiver);
     await stop(dns);
@@ -187,6 +189,7 @@ for (const row of rows) {
   console.log(`${row.target.padEnd(12)} ${String(messages).padStart(8)} ${row.seconds.toFixed(2).padStart(8)} ${rate.padStart(8)}`);
 }
 console.log(`\nreceiver peak RSS (VmHWM): ${receiver.peakRss.toFixed(1)} MiB`);
+console.log(`receiver CPU per message: ${receiver.cpuMs.toFixed(2)} ms (all its threads, user and system)`);
 const problems = [...rows.filter((r) => r.failure).map((r) => `${r.target}: ${r.failure}`), ...receiver.checks];
 if (problems.length) {
   for (const problem of problems) console.log(`FAILED: ${problem}`);

@@ -52,7 +52,12 @@ const MAX_ENTRIES = 50_000;
 export class DnsError extends Error {
   code: string;
   constructor(code: string, name: string, type: string) {
+    // An answer, not a fault of this program: a stack trace would say nothing,
+    // and capturing one for every "no such record" is a cost under load.
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(`query${type} ${code} ${name}`);
+    Error.stackTraceLimit = limit;
     this.code = code;
   }
 }

@@ -2,9 +2,20 @@
 // A delivery is durable before it returns: the file is written in tmp/,
 // fsynced, renamed into new/, and new/ itself is fsynced, so that a crash
 // right after can lose nothing that was acknowledged.
-import { mkdir, open, readdir, readFile, rename, stat } from 'node:fs/promises';
+//
+// Opening, writing a few kilobytes into the page cache, renaming and closing
+// take microseconds, and are done here and now, as Postfix does; only the
+// fsyncs, which wait for the disk, go to the thread pool. (Each trip through
+// the pool cost more CPU than the call it carried: a fifth of the receiver's
+// rate under load.)
+import { closeSync, fdatasync, fsync, openSync, renameSync, writeSync } from 'node:fs';
+import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
+
+export const syncFile = promisify(fsync);
+export const syncFileData = promisify(fdatasync);
 
 export type Folder = 'INBOX' | 'Junk';
 
@@ -40,15 +51,15 @@ export class Maildir {
     const now = Date.now();
     const id = `${Math.floor(now / 1000)}.M${(now % 1000) * 1000}P${process.pid}Q${++counter}.${this.host}`;
     const temporary = join(dir, 'tmp', id);
-    const file = await open(temporary, 'wx', 0o600);
+    const fd = openSync(temporary, 'wx', 0o600);
     try {
-      await file.writeFile(message);
-      await file.sync();
+      writeAll(fd, message);
+      await syncFile(fd);
     } finally {
-      await file.close();
+      closeSync(fd);
     }
     const path = join(dir, 'new', id);
-    await rename(temporary, path);
+    renameSync(temporary, path);
     await syncDirectory(join(dir, 'new'));
     return { id, mailbox, folder, path };
   }
@@ -123,12 +134,16 @@ export function syncDirectory(dir: string): Promise<void> {
 }
 
 async function fsyncDirectory(dir: string): Promise<void> {
-  const handle = await open(dir, 'r');
+  const fd = openSync(dir, 'r');
   try {
-    await handle.sync();
+    await syncFile(fd);
   } finally {
-    await handle.close();
+    closeSync(fd);
   }
+}
+
+export function writeAll(fd: number, data: Buffer): void {
+  for (let written = 0; written < data.length; ) written += writeSync(fd, data, written);
 }
 
 async function entries(dir: string): Promise<string[]> {

@@ -4,15 +4,15 @@
 // is new since the last one, so that saving after each message costs that
 // message, not the whole session again. A save that accompanies an accepted
 // message is fsynced before the 250 goes out. The newest `kept` are kept.
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
-import { open, readFile, unlink, type FileHandle } from 'node:fs/promises';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import { readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Question } from '../lib/resolver.ts';
 import type { Decision } from './decide.ts';
 import type { Delivery } from './maildir.ts';
 import type { Verdict } from './verify.ts';
 import type { Forwarded } from './forward.ts';
-import { syncDirectory } from './maildir.ts';
+import { syncDirectory, syncFileData, writeAll } from './maildir.ts';
 
 export interface TranscriptLine {
   at: string;
@@ -78,7 +78,7 @@ interface Entry {
 
 // How much of a live session's record its file holds.
 interface Written {
-  handle?: FileHandle; // open while the session lasts
+  fd?: number; // open while the session lasts
   transcript: number;
   transactions: number;
   durableName: boolean; // the directory entry has been fsynced
@@ -120,17 +120,18 @@ export class SessionStore {
     };
     this.written.set(record.id, done);
     try {
-      done.handle ??= await open(join(this.dir, file), 'a', 0o600);
+      // Appending a line is quick and done here; the fdatasync waits in the thread pool.
+      done.fd ??= openSync(join(this.dir, file), 'a', 0o600);
       // After a failed append, a new line: the torn one is skipped on reading.
-      await done.handle.writeFile(`${done.torn ? '\n' : ''}${JSON.stringify(update)}\n`);
-      if (durable) await done.handle.datasync();
+      writeAll(done.fd, Buffer.from(`${done.torn ? '\n' : ''}${JSON.stringify(update)}\n`));
+      if (durable) await syncFileData(done.fd);
       done.torn = false;
     } catch (error) {
       done.torn = true;
       throw error;
     } finally {
       // Open for the session's life; closed when it ends, or reopened after a failure.
-      if (record.endedAt || done.torn) await this.close(done);
+      if (record.endedAt || done.torn) this.close(done);
     }
     if (durable && !done.durableName) {
       await syncDirectory(this.dir);
@@ -170,9 +171,14 @@ export class SessionStore {
     return undefined;
   }
 
-  private async close(done: Written): Promise<void> {
-    await done.handle?.close().catch(() => undefined);
-    done.handle = undefined;
+  private close(done: Written): void {
+    if (done.fd === undefined) return;
+    try {
+      closeSync(done.fd);
+    } catch {
+      // closing is all that is left to do with it
+    }
+    done.fd = undefined;
   }
 
   private async trim(): Promise<void> {
@@ -180,7 +186,7 @@ export class SessionStore {
       const [id, oldest] = this.index.entries().next().value!;
       this.index.delete(id);
       const done = this.written.get(id);
-      if (done) await this.close(done);
+      if (done) this.close(done);
       this.written.delete(id);
       await unlink(join(this.dir, oldest.file)).catch(() => undefined);
     }

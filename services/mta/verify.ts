@@ -1,6 +1,8 @@
 // SPF, DKIM, DMARC and ARC of one message, checked by mailauth against the lab
 // DNS. Returns what each check concluded and why, in a form a person can read
 // in the session record, plus the header fields mailauth wrote.
+// Before mailauth: its verifiers must see the key cache.
+import './mailauth-keys.ts';
 import { authenticate } from 'mailauth';
 import type { LabResolver, Question } from '../lib/resolver.ts';
 
