@@ -101,6 +101,17 @@ export function peakRssMiB(pid: number): number {
   return match ? Number(match[1]) / 1024 : NaN;
 }
 
+// The process and all its descendants (an MTA's MX workers, say).
+export function processTree(pid: number): number[] {
+  let children: number[] = [];
+  try {
+    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
+  } catch {
+    // it has ended
+  }
+  return [pid, ...children.flatMap(processTree)];
+}
+
 // CPU seconds the process has used so far, all its threads, user and system.
 export function cpuSeconds(pid: number): number {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');

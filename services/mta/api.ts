@@ -37,11 +37,12 @@ export interface ApiContext {
   sessions: SessionStore;
   queue: Queue;
   dnsControl: Endpoint; // the lab DNS's control endpoint, for its query log
+  mxWorkers?: () => { listening: number; of: number }; // with MX worker processes
 }
 
 const DISPOSITIONS = ['inbox', 'junk', 'reject', 'defer', 'refused'];
 
-export function startApi(listen: Endpoint, { instance, maildir, sessions, queue, dnsControl }: ApiContext): Promise<Server> {
+export function startApi(listen: Endpoint, { instance, maildir, sessions, queue, dnsControl, mxWorkers }: ApiContext): Promise<Server> {
   const events = new LiveEvents(sessions, queue);
   return startHttp(listen, async (request, url) => {
     if (request.method !== 'GET') throw new HttpError(405, 'the API is read-only: GET only');
@@ -56,7 +57,7 @@ export function startApi(listen: Endpoint, { instance, maildir, sessions, queue,
 
     if (path === '') return consoleFile('index.html');
     if ((match = /^\/console\/([^/]+)$/.exec(path))) return consoleFile(match[1]);
-    if (path === '/api/health') return { status: 'ok', instance: instance.name, hostname: instance.hostname };
+    if (path === '/api/health') return { status: 'ok', instance: instance.name, hostname: instance.hostname, ...(mxWorkers && { mxWorkers: mxWorkers() }) };
     if (path === '/api/events') return events.subscribe();
     if (path === '/api/sessions') {
       return sessions.list({ messageId: param('messageId'), recipient: param('recipient'), disposition: disposition() });

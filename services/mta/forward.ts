@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { sealMessage } from 'mailauth';
 import type { Logger } from '../lib/log.ts';
 import type { Instance, MailingList } from './instance.ts';
-import type { Queue } from './queue.ts';
+import type { Enqueue } from './queue.ts';
 import { srsForward, srsReverse } from './srs.ts';
 
 export interface Forwarded {
@@ -31,11 +31,11 @@ export interface ArcInput {
 
 export class Forwarder {
   private instance: Instance;
-  private queue: Queue;
+  private queue: Enqueue;
   private log: Logger;
   private seal?: { signingDomain: string; selector: string; privateKey: Buffer };
 
-  constructor(instance: Instance, queue: Queue, keyDir: string, log: Logger) {
+  constructor(instance: Instance, queue: Enqueue, keyDir: string, log: Logger) {
     this.instance = instance;
     this.queue = queue;
     this.log = log;

@@ -13,7 +13,7 @@ import type { Forwarder } from './forward.ts';
 import { headerValue, parseHeaders } from './headers.ts';
 import type { Instance } from './instance.ts';
 import { splitMailbox, type Maildir } from './maildir.ts';
-import type { SessionRecord, SessionStore, Transaction } from './sessions.ts';
+import type { SessionRecord, SessionWriter, Transaction } from './sessions.ts';
 import { receivedHeader, traceHeaders, type TraceInfo } from './trace.ts';
 import { verify } from './verify.ts';
 
@@ -21,7 +21,7 @@ export interface InboundContext {
   instance: Instance;
   resolver: LabResolver;
   maildir: Maildir;
-  sessions: SessionStore;
+  sessions: SessionWriter;
   forwarder: Forwarder;
   queued: () => void; // tells the delivery worker there is work
   closing: Set<Promise<void>>; // one per open session, settled by its last save: shutdown awaits them

@@ -8,13 +8,17 @@
 //   LAB_DNS       host:port of the lab DNS, instead of the instance file's
 //   LAB_DNS_CONTROL  host:port of the lab DNS's control endpoint (the console's
 //                 DNS view)                          default: the DNS host, port 8053
+//   MTA_MX_WORKERS  processes for the MX (1 to 16); more than 1 uses that many
+//                 cores for verifying (mx-workers.ts)                default 1
+import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { embeddedPort, loopbackTwin } from '../lib/addressing.ts';
-import { ConfigError, exitOnConfigError, readChoice, readEndpoint, readString } from '../lib/config.ts';
+import { ConfigError, exitOnConfigError, readChoice, readEndpoint, readInteger, readString } from '../lib/config.ts';
 import { createLogger } from '../lib/log.ts';
 import { loadInstance } from './instance.ts';
 import { startMta } from './mta.ts';
+import { runMxWorker } from './mx-workers.ts';
 
 function readConfig(env: NodeJS.ProcessEnv) {
   const file = env.MTA_CONFIG;
@@ -39,6 +43,7 @@ function readConfig(env: NodeJS.ProcessEnv) {
     dataDir: readString(env, 'MTA_DATA_DIR', join('.lab-data', instance.name)),
     keyDir: readString(env, 'DKIM_KEY_DIR', 'dns-zone/dkim'),
     mx: { host, port: port(instance.ports.mx) },
+    mxWorkers: readInteger(env, 'MTA_MX_WORKERS', 1, 1, 16),
     submission: { host, port: port(instance.ports.submission) },
     api: { host, port: port(instance.ports.api) },
     // Lab addresses are reached as themselves, or embedded as their loopback twins.
@@ -60,17 +65,24 @@ try {
 }
 
 const log = createLogger(config.instance.name);
-const mta = await startMta({ ...config, log }).catch((error: Error) => {
-  if (error instanceof ConfigError) exitOnConfigError(error);
-  process.stderr.write(`${config.instance.name}: cannot start: ${error.message}\n`);
-  process.exit(1);
-});
-
-for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-  process.once(signal, async () => {
-    log.info({ signal }, 'stopping');
-    await mta.close();
-    log.flush();
-    process.exit(0);
+if (cluster.isWorker) {
+  // A worker the first process started: the MX alone (mx-workers.ts).
+  await runMxWorker({ ...config, log: log.child({ mxWorker: cluster.worker!.id }) }).catch((error: Error) => {
+    process.stderr.write(`${config.instance.name}: MX worker cannot start: ${error.message}\n`);
+    process.exit(1);
   });
+} else {
+  const mta = await startMta({ ...config, log }).catch((error: Error) => {
+    if (error instanceof ConfigError) exitOnConfigError(error);
+    process.stderr.write(`${config.instance.name}: cannot start: ${error.message}\n`);
+    process.exit(1);
+  });
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, async () => {
+      log.info({ signal }, 'stopping');
+      await mta.close();
+      log.flush();
+      process.exit(0);
+    });
+  }
 }

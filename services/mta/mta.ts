@@ -4,7 +4,6 @@
 // Before anything loads mailauth: its signer must see the key cache.
 import './mailauth-keys.ts';
 import { join } from 'node:path';
-import type { SMTPServer } from 'smtp-server';
 import type { Endpoint } from '../lib/config.ts';
 import type { Logger } from '../lib/log.ts';
 import { LabResolver } from '../lib/resolver.ts';
@@ -13,9 +12,11 @@ import { DeliveryWorker, type Outbound } from './deliver.ts';
 import { Forwarder } from './forward.ts';
 import { createInbound } from './inbound.ts';
 import type { Instance } from './instance.ts';
+import { listen } from './listen.ts';
 import { Maildir } from './maildir.ts';
+import { startMxWorkers, type MxWorkers } from './mx-workers.ts';
 import { Queue } from './queue.ts';
-import { SessionStore } from './sessions.ts';
+import { SessionStore, type SessionNote } from './sessions.ts';
 import { Signer } from './sign.ts';
 import { createSubmission } from './submission.ts';
 
@@ -24,6 +25,7 @@ export interface MtaOptions {
   dataDir: string; // mail/ (Maildirs), sessions/ (records) and queue/ live here
   keyDir: string; // DKIM keys: <keyDir>/<domain>/<selector>.pem
   mx: Endpoint;
+  mxWorkers?: number; // more than 1: the MX runs in that many worker processes (mx-workers.ts; main.ts only)
   submission: Endpoint;
   api: Endpoint;
   outbound: Outbound;
@@ -53,15 +55,30 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
   const worker = new DeliveryWorker(instance, queue, resolver, options.outbound, log);
   const forwarder = new Forwarder(instance, queue, options.keyDir, log);
   const closing = new Set<Promise<void>>();
-  const mx = createInbound({ instance, resolver, maildir, sessions, forwarder, queued: () => worker.kick(), closing, log, tls: options.tls });
+  let mx: MxWorkers;
+  if ((options.mxWorkers ?? 1) > 1) {
+    const heard = {
+      session: (note: SessionNote) => void sessions.note(note),
+      queued: (id: string) => {
+        queue.adopt(id);
+        worker.kick();
+      },
+    };
+    mx = await startMxWorkers(options.mxWorkers!, heard, log);
+  } else {
+    const server = createInbound({ instance, resolver, maildir, sessions, forwarder, queued: () => worker.kick(), closing, log, tls: options.tls });
+    const port = await listen(server, options.mx);
+    mx = { port, listening: () => 1, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+  }
   const submission = createSubmission({ instance, queue, signer, log, tls: options.tls, queued: () => worker.kick() });
-  await listen(mx, options.mx);
   await listen(submission, options.submission);
   const dnsControl = options.dnsControl ?? { host: options.dns.host, port: 8053 };
-  const api = await startApi(options.api, { instance, maildir, sessions, queue, dnsControl });
+  const workers = options.mxWorkers ?? 1;
+  const mxWorkers = workers > 1 ? () => ({ listening: mx.listening(), of: workers }) : undefined;
+  const api = await startApi(options.api, { instance, maildir, sessions, queue, dnsControl, mxWorkers });
   worker.start();
   const port = (server: { address(): unknown }) => (server.address() as { port: number }).port;
-  const running = { mxPort: port(mx.server), submissionPort: port(submission.server), apiPort: port(api) };
+  const running = { mxPort: mx.port, submissionPort: port(submission.server), apiPort: port(api) };
   log.info(
     { mx: `${options.mx.host}:${running.mxPort}`, submission: `${options.submission.host}:${running.submissionPort}`, api: `${options.api.host}:${running.apiPort}`, dns: `${options.dns.host}:${options.dns.port}`, queued: queue.list().length },
     `${instance.name} (${instance.hostname}) listening`,
@@ -75,21 +92,11 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
       await worker.stop();
       api.close();
       api.closeAllConnections(); // consoles' event streams never end by themselves
-      await Promise.all([mx, submission].map((server) => new Promise<void>((resolve) => server.close(() => resolve()))));
+      await Promise.all([mx.close(), new Promise<void>((resolve) => submission.close(() => resolve()))]);
       // Each session's record gets its last save (the final replies, the end
       // time) after smtp-server reports it closed, which may come after the
       // server itself has closed: wait for those, within reason.
       await Promise.race([Promise.all(closing), new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
     },
   };
-}
-
-function listen(server: SMTPServer, at: Endpoint): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(at.port, at.host, () => {
-      server.removeListener('error', reject);
-      resolve();
-    });
-  });
 }

@@ -35,7 +35,15 @@ export interface QueueEntry {
   nextAttemptAt: string;
 }
 
-export class Queue {
+export type NewEntry = Pick<QueueEntry, 'mailFrom' | 'messageId' | 'origin' | 'submittedBy'> & { recipients: string[] };
+
+// What puts messages into the queue: the Queue itself, or, in an MX worker
+// process, a writer that tells the first process (see mx-workers.ts).
+export interface Enqueue {
+  add(message: Buffer, fields: NewEntry): Promise<QueueEntry>;
+}
+
+export class Queue implements Enqueue {
   private dir: string;
   private entries = new Map<string, QueueEntry>();
 
@@ -53,30 +61,20 @@ export class Queue {
     }
   }
 
-  async add(message: Buffer, fields: Pick<QueueEntry, 'mailFrom' | 'messageId' | 'origin' | 'submittedBy'> & { recipients: string[] }): Promise<QueueEntry> {
-    const now = new Date().toISOString();
-    const entry: QueueEntry = {
-      ...fields,
-      id: `${Date.now().toString(36)}${randomBytes(5).toString('hex')}`.toUpperCase(),
-      createdAt: now,
-      recipients: fields.recipients.map((address) => ({ address, status: 'queued', attempts: 0 })),
-      size: message.length,
-      attempts: 0,
-      nextAttemptAt: now,
-    };
-    await writeFile(join(this.dir, `${entry.id}.eml`), message, true);
-    await this.save(entry, true);
+  async add(message: Buffer, fields: NewEntry): Promise<QueueEntry> {
+    const entry = await writeEntry(this.dir, message, fields);
+    this.entries.set(entry.id, entry);
     return entry;
   }
 
-  // The state file is replaced whole (write, rename). After a delivery the
-  // state need not be durable: a crash before it reaches the disk means a
-  // duplicate, never a loss.
+  // An entry that another process (an MX worker) wrote with writeEntry.
+  adopt(id: string): void {
+    if (!/^[0-9A-Z]+$/.test(id)) return;
+    this.entries.set(id, JSON.parse(readFileSync(join(this.dir, `${id}.json`), 'utf8')) as QueueEntry);
+  }
+
   async save(entry: QueueEntry, durable = false): Promise<void> {
-    const file = join(this.dir, `${entry.id}.json`);
-    await writeFile(`${file}.tmp`, Buffer.from(JSON.stringify(entry)), durable);
-    await rename(`${file}.tmp`, file);
-    if (durable) await syncDirectory(this.dir);
+    await saveState(this.dir, entry, durable);
     this.entries.set(entry.id, entry);
   }
 
@@ -103,6 +101,33 @@ export class Queue {
     const time = new Date(now).toISOString();
     for (const entry of this.entries.values()) if (entry.nextAttemptAt <= time) yield entry;
   }
+}
+
+// A new message, durably in the queue directory once this returns.
+export async function writeEntry(dir: string, message: Buffer, fields: NewEntry): Promise<QueueEntry> {
+  const now = new Date().toISOString();
+  const entry: QueueEntry = {
+    ...fields,
+    id: `${Date.now().toString(36)}${randomBytes(5).toString('hex')}`.toUpperCase(),
+    createdAt: now,
+    recipients: fields.recipients.map((address) => ({ address, status: 'queued', attempts: 0 })),
+    size: message.length,
+    attempts: 0,
+    nextAttemptAt: now,
+  };
+  await writeFile(join(dir, `${entry.id}.eml`), message, true);
+  await saveState(dir, entry, true);
+  return entry;
+}
+
+// The state file is replaced whole (write, rename). After a delivery the
+// state need not be durable: a crash before it reaches the disk means a
+// duplicate, never a loss.
+async function saveState(dir: string, entry: QueueEntry, durable: boolean): Promise<void> {
+  const file = join(dir, `${entry.id}.json`);
+  await writeFile(`${file}.tmp`, Buffer.from(JSON.stringify(entry)), durable);
+  await rename(`${file}.tmp`, file);
+  if (durable) await syncDirectory(dir);
 }
 
 async function writeFile(file: string, data: Buffer, durable: boolean): Promise<void> {

@@ -4,6 +4,11 @@
 // is new since the last one, so that saving after each message costs that
 // message, not the whole session again. A save that accompanies an accepted
 // message is fsynced before the 250 goes out. The newest `kept` are kept.
+//
+// Two parts: the journal writes the files, the store keeps the index that
+// the API lists and searches, and the retention. In one process the store
+// writes through its own journal; with MX worker processes, each worker has
+// a journal and tells the store in the first process what it saved.
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -76,8 +81,19 @@ interface Entry {
   transactions: TransactionSummary[];
 }
 
+// What one save added, for the index.
+export interface SessionNote {
+  id: string;
+  startedAt: string;
+  client: string;
+  file: string;
+  transactionsFrom: number;
+  transactions: TransactionSummary[];
+}
+
 // How much of a live session's record its file holds.
 interface Written {
+  file: string;
   fd?: number; // open while the session lasts
   transcript: number;
   transactions: number;
@@ -85,21 +101,19 @@ interface Written {
   torn: boolean; // the last append failed, maybe halfway through a line
 }
 
-export class SessionStore {
-  private dir: string;
-  private kept: number;
-  private index = new Map<string, Entry>(); // oldest first
-  private written = new Map<string, Written>();
+// What the MX needs: SessionJournal or SessionStore.
+export type SessionWriter = Pick<SessionJournal, 'save'>;
 
-  constructor(dir: string, kept: number) {
+export class SessionJournal {
+  private dir: string;
+  private written = new Map<string, Written>();
+  private saved: (note: SessionNote) => void | Promise<void>;
+
+  // saved: told of each save once it is written (and awaited, if it returns a promise).
+  constructor(dir: string, saved: (note: SessionNote) => void | Promise<void>) {
     this.dir = dir;
-    this.kept = kept;
+    this.saved = saved;
     mkdirSync(dir, { recursive: true });
-    // File names start with the start time, so name order is age order.
-    for (const file of readdirSync(dir).filter((f) => f.endsWith('.jsonl')).sort()) {
-      const record = replay(readFileSync(join(dir, file), 'utf8'));
-      if (record) this.index.set(record.id, entry(record, file));
-    }
   }
 
   // Appends the transcript lines and the transactions added since the last
@@ -108,8 +122,9 @@ export class SessionStore {
   // must not overlap. With durable, the file is fsynced before this returns,
   // and its directory entry the first time.
   async save(record: SessionRecord, durable: boolean): Promise<void> {
-    const file = this.index.get(record.id)?.file ?? `${record.startedAt.replace(/[:.]/g, '')}-${record.id}.jsonl`;
-    const done = this.written.get(record.id) ?? { transcript: 0, transactions: 0, durableName: false, torn: false };
+    // File names start with the start time, so name order is age order.
+    const file = `${record.startedAt.replace(/[:.]/g, '')}-${record.id}.jsonl`;
+    const done = this.written.get(record.id) ?? { file, transcript: 0, transactions: 0, durableName: false, torn: false };
     const { transcript, transactions, ...fields } = record;
     const update: Update = {
       ...fields,
@@ -137,12 +152,50 @@ export class SessionStore {
       await syncDirectory(this.dir);
       done.durableName = true;
     }
-    const known = this.index.get(record.id) ?? entry({ ...record, transactions: [] }, file);
-    place(known.transactions, update.transactionsFrom, update.transactions.map(summarize));
-    this.index.set(record.id, known);
     done.transcript = transcript.length;
     done.transactions = transactions.length;
     if (record.endedAt) this.written.delete(record.id);
+    const { id, startedAt, client } = record;
+    await this.saved({ id, startedAt, client: client.address, file, transactionsFrom: update.transactionsFrom, transactions: update.transactions.map(summarize) });
+  }
+
+  private close(done: Written): void {
+    if (done.fd === undefined) return;
+    try {
+      closeSync(done.fd);
+    } catch {
+      // closing is all that is left to do with it
+    }
+    done.fd = undefined;
+  }
+}
+
+export class SessionStore {
+  private dir: string;
+  private kept: number;
+  private index = new Map<string, Entry>(); // oldest first
+  private journal: SessionJournal;
+
+  constructor(dir: string, kept: number) {
+    this.dir = dir;
+    this.kept = kept;
+    this.journal = new SessionJournal(dir, (note) => this.note(note));
+    for (const file of readdirSync(dir).filter((f) => f.endsWith('.jsonl')).sort()) {
+      const record = replay(readFileSync(join(dir, file), 'utf8'));
+      if (record) this.index.set(record.id, entry(record, file));
+    }
+  }
+
+  // Written by this process's own journal (see SessionJournal.save).
+  save(record: SessionRecord, durable: boolean): Promise<void> {
+    return this.journal.save(record, durable);
+  }
+
+  // A save, made here or by an MX worker's journal; done once the retention is applied.
+  async note(note: SessionNote): Promise<void> {
+    const known = this.index.get(note.id) ?? { id: note.id, startedAt: note.startedAt, client: note.client, file: note.file, transactions: [] };
+    place(known.transactions, note.transactionsFrom, note.transactions);
+    this.index.set(note.id, known);
     await this.trim();
   }
 
@@ -171,23 +224,12 @@ export class SessionStore {
     return undefined;
   }
 
-  private close(done: Written): void {
-    if (done.fd === undefined) return;
-    try {
-      closeSync(done.fd);
-    } catch {
-      // closing is all that is left to do with it
-    }
-    done.fd = undefined;
-  }
-
+  // A session still going on keeps writing to its file after the unlink
+  // (its journal has it open); it just is not listed any more.
   private async trim(): Promise<void> {
     while (this.index.size > this.kept) {
       const [id, oldest] = this.index.entries().next().value!;
       this.index.delete(id);
-      const done = this.written.get(id);
-      if (done) this.close(done);
-      this.written.delete(id);
       await unlink(join(this.dir, oldest.file)).catch(() => undefined);
     }
   }

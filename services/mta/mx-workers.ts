@@ -1,0 +1,148 @@
+// The MX in several processes (MTA_MX_WORKERS): verifying a message keeps one
+// core busy, so on a machine with more, worker processes share the MX port
+// (node:cluster hands each new connection to the next worker). A worker does
+// what the MX does: verify, decide, deliver to Maildir, write the session's
+// journal, queue what an alias or list sends on. The first process keeps
+// everything else (submission, the queue and its delivery, the API), and each
+// worker tells it what it saved and queued, so the API lists every session.
+import cluster, { type Worker } from 'node:cluster';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { LabResolver } from '../lib/resolver.ts';
+import type { Logger } from '../lib/log.ts';
+import { Forwarder } from './forward.ts';
+import { createInbound } from './inbound.ts';
+import { listen } from './listen.ts';
+import { Maildir } from './maildir.ts';
+import type { MtaOptions } from './mta.ts';
+import { writeEntry, type Enqueue } from './queue.ts';
+import { SessionJournal, type SessionNote } from './sessions.ts';
+
+const RESTART_DELAY_MS = 1000; // a worker that dies at once is not restarted in a tight loop
+const STOP_TIMEOUT_MS = 10_000;
+const SESSIONS_CLOSE_MS = 5000;
+
+type Message = { kind: 'listening'; port: number } | { kind: 'session'; note: SessionNote } | { kind: 'queued'; id: string } | { kind: 'close' };
+
+export interface MxWorkers {
+  port: number;
+  listening(): number; // MX processes that listen now (a worker may be starting again)
+  close(): Promise<void>;
+}
+
+export interface Heard {
+  session(note: SessionNote): void;
+  queued(id: string): void;
+}
+
+// In the first process: starts `count` workers (each runs main.ts again) and
+// resolves once all listen. A worker that ends unexpectedly is replaced.
+export async function startMxWorkers(count: number, heard: Heard, log: Logger): Promise<MxWorkers> {
+  cluster.setupPrimary({ exec: fileURLToPath(new URL('./main.ts', import.meta.url)) });
+  const workers = new Set<Worker>();
+  const listening = new Set<Worker>();
+  let stopping = false;
+
+  const fork = (): Promise<number> => {
+    const worker = cluster.fork();
+    workers.add(worker);
+    return new Promise((resolve, reject) => {
+      worker.on('message', (message: Message) => {
+        if (message.kind === 'listening') {
+          listening.add(worker);
+          resolve(message.port);
+        }
+        else if (message.kind === 'session') heard.session(message.note);
+        else if (message.kind === 'queued') heard.queued(message.id);
+      });
+      worker.once('exit', (code, signal) => {
+        workers.delete(worker);
+        listening.delete(worker);
+        reject(new Error(`MX worker ${worker.process.pid} ended (code ${code}, signal ${signal}) before it listened`));
+        if (stopping) return;
+        log.error({ pid: worker.process.pid, code, signal }, `MX worker ended; another starts in ${RESTART_DELAY_MS / 1000} s`);
+        setTimeout(() => {
+          if (!stopping) fork().catch((error: Error) => log.error({ error: error.message }, 'MX worker did not start'));
+        }, RESTART_DELAY_MS);
+      });
+    });
+  };
+
+  let ports: number[];
+  try {
+    ports = await Promise.all(Array.from({ length: count }, fork));
+  } catch (error) {
+    stopping = true;
+    for (const worker of workers) worker.kill('SIGKILL');
+    throw error;
+  }
+  log.info({ workers: count, pids: [...workers].map((w) => w.process.pid) }, 'MX worker processes listening');
+  return {
+    port: ports[0],
+    listening: () => listening.size,
+    async close() {
+      stopping = true;
+      const ended = [...workers].map((worker) => new Promise((resolve) => worker.once('exit', resolve)));
+      for (const worker of workers) worker.send({ kind: 'close' } satisfies Message);
+      const timer = setTimeout(() => {
+        for (const worker of workers) worker.kill('SIGKILL');
+      }, STOP_TIMEOUT_MS);
+      await Promise.all(ended);
+      clearTimeout(timer);
+    },
+  };
+}
+
+// In a worker process: the MX alone, over the same storage as the first process.
+export async function runMxWorker(options: MtaOptions): Promise<void> {
+  const { instance, log } = options;
+  const tell = (message: Message): void => {
+    process.send?.(message);
+  };
+  const sessions = new SessionJournal(join(options.dataDir, 'sessions'), (note) => tell({ kind: 'session', note }));
+  const queueDir = join(options.dataDir, 'queue');
+  const enqueue: Enqueue = {
+    async add(message, fields) {
+      const entry = await writeEntry(queueDir, message, fields);
+      tell({ kind: 'queued', id: entry.id });
+      return entry;
+    },
+  };
+  // Told to stop even before it listens: a worker may be starting again when the MTA stops.
+  let stopAsked = false;
+  let stop = (): void => {
+    stopAsked = true;
+  };
+  process.on('message', (message: Message) => {
+    if (message.kind === 'close') stop();
+  });
+  process.once('disconnect', () => stop()); // the first process is gone
+  // Ctrl-C reaches every process of the group: the first one says when to stop.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) process.on(signal, () => undefined);
+
+  const closing = new Set<Promise<void>>();
+  const mx = createInbound({
+    instance,
+    resolver: new LabResolver(options.dns),
+    maildir: new Maildir(join(options.dataDir, 'mail'), instance.hostname),
+    sessions,
+    forwarder: new Forwarder(instance, enqueue, options.keyDir, log),
+    queued: () => undefined, // the first process hears of each queued message from enqueue
+    closing,
+    log,
+    tls: options.tls,
+  });
+  const port = await listen(mx, options.mx);
+  let stopping = false;
+  stop = () => {
+    if (stopping) return;
+    stopping = true;
+    mx.close(async () => {
+      await Promise.race([Promise.all(closing), new Promise((resolve) => setTimeout(resolve, SESSIONS_CLOSE_MS).unref())]);
+      log.flush();
+      process.exit(0);
+    });
+  };
+  if (stopAsked) return stop();
+  tell({ kind: 'listening', port });
+}
