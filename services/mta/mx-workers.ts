@@ -21,8 +21,11 @@ import { SessionJournal, type SessionNote } from './sessions.ts';
 const RESTART_DELAY_MS = 1000; // a worker that dies at once is not restarted in a tight loop
 const STOP_TIMEOUT_MS = 10_000;
 const SESSIONS_CLOSE_MS = 5000;
+// Saves are told in batches: one IPC message per batch costs the first
+// process far less than one per save (each message is a read and a parse).
+const NOTES_EVERY_MS = 20;
 
-type Message = { kind: 'listening'; port: number } | { kind: 'session'; note: SessionNote } | { kind: 'queued'; id: string } | { kind: 'close' };
+type Message = { kind: 'listening'; port: number } | { kind: 'sessions'; notes: SessionNote[] } | { kind: 'queued'; id: string } | { kind: 'close' };
 
 export interface MxWorkers {
   port: number;
@@ -52,7 +55,7 @@ export async function startMxWorkers(count: number, heard: Heard, log: Logger): 
           listening.add(worker);
           resolve(message.port);
         }
-        else if (message.kind === 'session') heard.session(message.note);
+        else if (message.kind === 'sessions') message.notes.forEach(heard.session);
         else if (message.kind === 'queued') heard.queued(message.id);
       });
       worker.once('exit', (code, signal) => {
@@ -96,15 +99,26 @@ export async function startMxWorkers(count: number, heard: Heard, log: Logger): 
 // In a worker process: the MX alone, over the same storage as the first process.
 export async function runMxWorker(options: MtaOptions): Promise<void> {
   const { instance, log } = options;
-  const tell = (message: Message): void => {
-    process.send?.(message);
+  // Resolves once the message is handed to the channel (exit must wait for that).
+  const tell = (message: Message): Promise<void> =>
+    new Promise((resolve) => {
+      if (process.send) process.send(message, undefined, {}, () => resolve());
+      else resolve();
+    });
+  let notes: SessionNote[] = [];
+  const tellNotes = async () => {
+    const told = notes;
+    notes = [];
+    if (told.length) await tell({ kind: 'sessions', notes: told });
   };
-  const sessions = new SessionJournal(join(options.dataDir, 'sessions'), (note) => tell({ kind: 'session', note }));
+  const sessions = new SessionJournal(join(options.dataDir, 'sessions'), (note) => {
+    if (notes.push(note) === 1) setTimeout(() => void tellNotes(), NOTES_EVERY_MS);
+  });
   const queueDir = join(options.dataDir, 'queue');
   const enqueue: Enqueue = {
     async add(message, fields) {
       const entry = await writeEntry(queueDir, message, fields);
-      tell({ kind: 'queued', id: entry.id });
+      void tell({ kind: 'queued', id: entry.id });
       return entry;
     },
   };
@@ -139,10 +153,11 @@ export async function runMxWorker(options: MtaOptions): Promise<void> {
     stopping = true;
     mx.close(async () => {
       await Promise.race([Promise.all(closing), new Promise((resolve) => setTimeout(resolve, SESSIONS_CLOSE_MS).unref())]);
+      await tellNotes();
       log.flush();
       process.exit(0);
     });
   };
   if (stopAsked) return stop();
-  tell({ kind: 'listening', port });
+  void tell({ kind: 'listening', port });
 }
