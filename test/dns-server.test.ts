@@ -294,6 +294,19 @@ describe('control endpoint', () => {
     assert.ok(line, 'query logged');
     assert.equal(line.rcode, 'NXDOMAIN');
     assert.equal(line.transport, 'udp');
+    // A pino line like the others: level, time and the logger's own fields.
+    const other = logLines.find((l) => l.msg !== 'query')!;
+    for (const key of ['level', 'pid', 'hostname']) assert.equal(line[key], other[key], key);
+    assert.equal(typeof line.time, 'number');
+  });
+
+  test('the query log writes any name as valid JSON, in lower case', async () => {
+    // dig's presentation format: \" is a quote and \\ a backslash inside a label.
+    const r = await dig(dns.port, ['Qu\\"O\\\\te.features.test', 'TXT']);
+    assert.equal(r.status, 'NXDOMAIN');
+    const line = logLines.find((l) => l.msg === 'query' && l.qname === 'qu"o\\te.features.test');
+    assert.ok(line, `no query line for qu"o\\te.features.test among ${logLines.filter((l) => l.msg === 'query').map((l) => l.qname).join(', ')}`);
+    assert.equal(line.qtype, 'TXT');
   });
 });
 

@@ -4,7 +4,7 @@
 // whenever the zones change (file reload, override).
 import { Packet } from './packet.ts';
 import { lookup, RCODE, type Lookup } from './answer.ts';
-import { bareResponse, HEADER_SIZE, patchResponse, readQuery, readQuestion } from './wire.ts';
+import { bareResponse, HEADER_SIZE, patchResponse, readQuery, readQuestion, type Query } from './wire.ts';
 import type { ZoneSet } from './zones.ts';
 import type { Fault, ZoneRecord } from './zone-file.ts';
 
@@ -26,6 +26,8 @@ export interface Reply {
 
 // One question's answer, ready to send.
 interface Ready {
+  name: string;
+  type: string;
   full?: Buffer;
   truncated?: Buffer;
   rcode: number;
@@ -46,26 +48,27 @@ export class Responder {
   reply(packet: Buffer, transport: 'udp' | 'tcp'): Reply {
     const query = readQuery(packet);
     if (!query) return this.carefulReply(packet, transport);
-    const type = Packet.typeName(query.qtype);
     try {
-      const ready = this.readyFor(query.name, query.qtype, query.edns, query.dnssecOk);
-      return toReply(ready, sizeLimit(transport, query.edns, query.udpSize), (bytes) => patchResponse(bytes, packet, query.nameEnd), query.name, type);
+      const ready = this.readyFor(packet, query);
+      return toReply(ready, sizeLimit(transport, query.edns, query.udpSize), (bytes) => patchResponse(bytes, packet, query.nameEnd));
     } catch {
+      const question = readQuestion(packet)!;
       const opt = query.edns ? { dnssecOk: query.dnssecOk, udpSize: EDNS_UDP_SIZE } : undefined;
-      return bare(bareResponse(packet, RCODE.SERVFAIL, query, opt), query.name, type, RCODE.SERVFAIL);
+      return bare(bareResponse(packet, RCODE.SERVFAIL, question, opt), question.name, Packet.typeName(query.qtype), RCODE.SERVFAIL);
     }
   }
 
-  private readyFor(name: string, qtype: number, edns: boolean, dnssecOk: boolean): Ready {
+  // Found by the question's wire form; the name is read out only to prepare an answer.
+  private readyFor(packet: Buffer, query: Query): Ready {
     if (this.generation !== this.zones.generation) {
       this.ready.clear();
       this.generation = this.zones.generation;
     }
-    const key = `${qtype}/${edns ? (dnssecOk ? 2 : 1) : 0}/${name}`;
+    const key = query.edns ? (query.dnssecOk ? `2${query.key}` : `1${query.key}`) : `0${query.key}`;
     let ready = this.ready.get(key);
     if (!ready) {
       if (this.ready.size >= MAX_CACHED) this.ready.clear();
-      ready = prepare(this.zones, name, qtype, edns, dnssecOk);
+      ready = prepare(this.zones, readQuestion(packet)!.name, query.qtype, query.edns, query.dnssecOk);
       this.ready.set(key, ready);
     }
     return ready;
@@ -97,7 +100,7 @@ export class Responder {
     try {
       const ready = prepare(this.zones, question.name, question.qtype, !!opt, opt?.dnssecOk ?? false);
       const limit = sizeLimit(transport, !!opt, Math.max(512, opts[0]?.class ?? 512));
-      return toReply(ready, limit, (bytes) => patchResponse(bytes, packet, question.nameEnd), question.name, type);
+      return toReply(ready, limit, (bytes) => patchResponse(bytes, packet, question.nameEnd));
     } catch {
       return refuse(RCODE.SERVFAIL);
     }
@@ -114,14 +117,14 @@ function sizeLimit(transport: 'udp' | 'tcp', edns: boolean, udpSize: number): nu
   return edns ? Math.min(udpSize, EDNS_UDP_SIZE) : 512;
 }
 
-function toReply(ready: Ready, limit: number, personalize: (bytes: Buffer) => Buffer, name: string, type: string): Reply {
+function toReply(ready: Ready, limit: number, personalize: (bytes: Buffer) => Buffer): Reply {
   const truncated = ready.full !== undefined && ready.full.length > limit;
   const bytes = truncated ? ready.truncated : ready.full;
   return {
     response: bytes && personalize(bytes),
     delayMs: ready.delayMs,
-    name,
-    type,
+    name: ready.name,
+    type: ready.type,
     rcode: ready.rcode,
     answers: truncated ? 0 : ready.answers,
     truncated,
@@ -142,10 +145,11 @@ function prepare(zones: ZoneSet, name: string, qtype: number, edns: boolean, dns
     result = lookup(zones, name, Packet.typeName(qtype));
   }
   const fault = result.fault;
-  if (fault?.kind === 'timeout') return { rcode: -1, answers: 0, delayMs: 0, fault };
+  const type = Packet.typeName(qtype);
+  if (fault?.kind === 'timeout') return { name, type, rcode: -1, answers: 0, delayMs: 0, fault };
   if (fault?.kind === 'servfail') {
     const full = newResponse(question, RCODE.SERVFAIL, edns, dnssecOk, false).toBuffer();
-    return { full, rcode: RCODE.SERVFAIL, answers: 0, delayMs: 0, fault };
+    return { name, type, full, rcode: RCODE.SERVFAIL, answers: 0, delayMs: 0, fault };
   }
   const packet = newResponse(question, result.rcode, edns, dnssecOk);
   packet.answers = result.answers.map(toResource);
@@ -156,6 +160,8 @@ function prepare(zones: ZoneSet, name: string, qtype: number, edns: boolean, dns
   const cut = newResponse(question, result.rcode, edns, dnssecOk);
   cut.header.tc = 1;
   return {
+    name,
+    type,
     full,
     truncated: cut.toBuffer(),
     rcode: result.rcode,

@@ -8,6 +8,7 @@ import { isIPv6 } from 'node:net';
 import type { Logger } from '../lib/log.ts';
 import type { Endpoint } from '../lib/config.ts';
 import { labAddress } from '../lib/addressing.ts';
+import { QueryLog, type LoggedQuery } from './query-log.ts';
 import { Responder, type Reply } from './responder.ts';
 import { loadZoneDir, ZoneSet } from './zones.ts';
 
@@ -16,6 +17,7 @@ const RECENT_QUERIES = 1000;
 const TCP_IDLE_MS = 10_000; // RFC 7766 section 6.2.3
 const TCP_MAX_CLIENTS = 256;
 const RELOAD_SETTLE_MS = 100; // editors write in several steps
+const KNOWN_CLIENTS = 1024;
 
 export interface QueryRecord {
   time: string;
@@ -28,8 +30,6 @@ export interface QueryRecord {
   truncated?: boolean;
   fault?: string;
 }
-
-type LoggedQuery = Omit<QueryRecord, 'time' | 'name' | 'type'> & { qname: string; qtype: string };
 
 export interface DnsServerOptions {
   listen: Endpoint;
@@ -50,10 +50,13 @@ export class DnsServer {
   private recentNext = 0;
   private options: DnsServerOptions;
   private log: Logger;
+  private queryLog: QueryLog;
+  private clients = new Map<string, string>(); // socket address -> lab address, for the log
 
   constructor(options: DnsServerOptions) {
     this.options = options;
     this.log = options.logger;
+    this.queryLog = new QueryLog(options.logger);
   }
 
   // Loads the zones (an error here stops the start) and opens both sockets.
@@ -147,12 +150,11 @@ export class DnsServer {
 
   private answer(packet: Buffer, transport: 'udp' | 'tcp', address: string): Reply {
     const reply = this.responder.reply(packet, transport);
-    // One object serves the log line and the recent-queries ring; pino has a
-    // "time" and a "name" of its own, so the question is qname and qtype.
+    // One object serves the log line and the recent-queries ring.
     const entry: LoggedQuery = {
       qname: reply.name,
       qtype: reply.type,
-      client: labAddress(address),
+      client: this.clientAddress(address),
       transport,
       rcode: reply.response ? (RCODE_NAMES[reply.rcode] ?? `RCODE${reply.rcode}`) : 'DROPPED',
       answers: reply.answers,
@@ -162,8 +164,18 @@ export class DnsServer {
     this.recent[this.recentNext] = entry;
     this.recentTimes[this.recentNext] = Date.now();
     this.recentNext = (this.recentNext + 1) % RECENT_QUERIES;
-    this.log.info(entry, 'query');
+    this.queryLog.write(entry);
     return reply;
+  }
+
+  private clientAddress(address: string): string {
+    let lab = this.clients.get(address);
+    if (lab === undefined) {
+      if (this.clients.size >= KNOWN_CLIENTS) this.clients.clear();
+      lab = labAddress(address);
+      this.clients.set(address, lab);
+    }
+    return lab;
   }
 
   private later(delayMs: number, send: () => void): void {

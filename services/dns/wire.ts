@@ -14,7 +14,12 @@ export interface Question {
   qclass: number;
 }
 
-export interface Query extends Question {
+export interface Query {
+  // The question as sent on the wire (name and type), in lower case: a map
+  // key found without building the name, which is needed only the first time.
+  key: string;
+  nameEnd: number;
+  qtype: number;
   edns: boolean;
   dnssecOk: boolean;
   udpSize: number; // what the client can take over UDP (512 without EDNS)
@@ -51,9 +56,22 @@ export function readQuery(packet: Buffer): Query | undefined {
   if (packet.readUInt16BE(4) !== 1 || packet.readUInt32BE(6) !== 0) return undefined;
   const additional = packet.readUInt16BE(10);
   if (additional > 1) return undefined;
-  const question = readQuestion(packet);
-  if (!question || question.qclass !== CLASS_IN) return undefined;
-  let at = question.nameEnd + 4;
+  // The name's labels: lengths only, and whether any letter is upper case.
+  let at = HEADER_SIZE;
+  let upper = false;
+  for (let length = packet[at]; length !== 0; length = packet[at]) {
+    if (length === undefined || length > 63 || at + 1 + length > packet.length) return undefined;
+    for (let i = at + 1; i <= at + length; i++) {
+      const byte = packet[i];
+      if (byte >= 0x41 && byte <= 0x5a) upper = true;
+    }
+    at += 1 + length;
+  }
+  const nameEnd = at + 1;
+  if (nameEnd - HEADER_SIZE > 255 || nameEnd + 4 > packet.length) return undefined;
+  if (packet.readUInt16BE(nameEnd + 2) !== CLASS_IN) return undefined;
+  const qtype = packet.readUInt16BE(nameEnd);
+  at = nameEnd + 4;
 
   let edns = false;
   let dnssecOk = false;
@@ -75,7 +93,9 @@ export function readQuery(packet: Buffer): Query | undefined {
     edns = true;
   }
   if (at !== packet.length) return undefined;
-  return { ...question, edns, dnssecOk, udpSize };
+  let key = packet.toString('latin1', HEADER_SIZE, nameEnd + 2);
+  if (upper) key = key.replace(/[A-Z]+/g, (s) => s.toLowerCase()); // ASCII only (RFC 4343)
+  return { key, nameEnd, qtype, edns, dnssecOk, udpSize };
 }
 
 // A ready response for this question, made personal: the query's ID, its RD

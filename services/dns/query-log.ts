@@ -1,0 +1,41 @@
+// The query log: one line per query, in the service's pino log. At tens of
+// thousands of queries a second pino's general serializer (every key and
+// value looked at and escaped) costs the server a fifth of its rate, so this
+// line is built directly, with the same fields in the same order as pino
+// would write them, and handed to the same pino destination: other lines and
+// the query lines share one stream and one format.
+import { pino } from 'pino';
+import type { Logger } from '../lib/log.ts';
+
+export interface LoggedQuery {
+  qname: string; // pino has a "name" of its own
+  qtype: string;
+  client: string;
+  transport: 'udp' | 'tcp';
+  rcode: string;
+  answers: number;
+  truncated?: boolean;
+  fault?: string;
+}
+
+const INFO = 30;
+
+export class QueryLog {
+  private stream?: { write(line: string): void };
+  private bindings: string;
+
+  constructor(log: Logger) {
+    if (log.isLevelEnabled('info')) this.stream = (log as never)[pino.symbols.streamSym];
+    this.bindings = (log as never)[pino.symbols.chindingsSym] ?? '';
+  }
+
+  write(q: LoggedQuery): void {
+    if (!this.stream) return;
+    // Only the name can hold bytes that need escaping; the rest are lab
+    // addresses, type and rcode names, and numbers.
+    let line = `{"level":${INFO},"time":${Date.now()}${this.bindings},"qname":${JSON.stringify(q.qname)},"qtype":"${q.qtype}","client":"${q.client}","transport":"${q.transport}","rcode":"${q.rcode}","answers":${q.answers}`;
+    if (q.truncated) line += ',"truncated":true';
+    if (q.fault) line += `,"fault":"${q.fault}"`;
+    this.stream.write(`${line},"msg":"query"}\n`);
+  }
+}
