@@ -3,7 +3,10 @@
 // value looked at and escaped) costs the server a fifth of its rate, so this
 // line is built directly, with the same fields in the same order as pino
 // would write them, and handed to the same pino destination: other lines and
-// the query lines share one stream and one format.
+// the query lines share one stream and one format. The lines of one turn of
+// the event loop (a batch of datagrams) go to the destination together: it
+// measures every string it is handed, and for one short line that costs more
+// than the measuring.
 import { pino } from 'pino';
 import type { Logger } from '../lib/log.ts';
 
@@ -23,6 +26,7 @@ const INFO = 30;
 export class QueryLog {
   private stream?: { write(line: string): void };
   private bindings: string;
+  private pending = '';
 
   constructor(log: Logger) {
     if (log.isLevelEnabled('info')) this.stream = (log as never)[pino.symbols.streamSym];
@@ -36,6 +40,13 @@ export class QueryLog {
     let line = `{"level":${INFO},"time":${Date.now()}${this.bindings},"qname":${JSON.stringify(q.qname)},"qtype":"${q.qtype}","client":"${q.client}","transport":"${q.transport}","rcode":"${q.rcode}","answers":${q.answers}`;
     if (q.truncated) line += ',"truncated":true';
     if (q.fault) line += `,"fault":"${q.fault}"`;
-    this.stream.write(`${line},"msg":"query"}\n`);
+    if (this.pending === '') setImmediate(this.flush);
+    this.pending += `${line},"msg":"query"}\n`;
   }
+
+  flush = (): void => {
+    if (this.pending === '') return;
+    this.stream!.write(this.pending);
+    this.pending = '';
+  };
 }

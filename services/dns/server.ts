@@ -106,6 +106,7 @@ export class DnsServer {
   }
 
   async close(): Promise<void> {
+    this.queryLog.flush();
     this.watcher?.close();
     clearTimeout(this.reloadTimer);
     for (const timer of this.pending) clearTimeout(timer);
