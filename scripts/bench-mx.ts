@@ -189,7 +189,13 @@ const rows = [await benchSink(file), await benchBare(file)];
 const receivers = [await benchReceiver(file, 1), await benchReceiver(file, mxWorkers)];
 rows.push(...receivers.map((r) => r.row));
 
-const TARGET = 1200; // msgs/s into the receiver, issue 3
+// Issue 3's target, set on a machine where the bare smtp-server took about
+// 14,000 msgs/s. The bare smtp-server of this run says how this machine
+// compares, and the target is also given scaled by that.
+const TARGET = 1200;
+const BARE_THEN = 14_000;
+const bare = rows.find((r) => r.target === 'smtp-server')!;
+const scaled = bare.failure ? undefined : Math.round((TARGET * messages) / bare.seconds / BARE_THEN);
 const width = Math.max(...rows.map((r) => r.target.length));
 console.log(`\n${'target'.padEnd(width)} ${'messages'.padStart(8)} ${'seconds'.padStart(8)} ${'msgs/s'.padStart(8)}`);
 for (const row of rows) {
@@ -197,9 +203,13 @@ for (const row of rows) {
   console.log(`${row.target.padEnd(width)} ${String(messages).padStart(8)} ${row.seconds.toFixed(2).padStart(8)} ${rate.padStart(8)}`);
 }
 console.log('');
+if (scaled !== undefined) {
+  console.log(`the bare smtp-server took ${Math.round(messages / bare.seconds)} msgs/s here, ${BARE_THEN} where the target of ${TARGET} was set: scaled, ${scaled}`);
+}
 for (const { row, peakRss, cpuMs } of receivers) {
   const rate = messages / row.seconds;
-  const verdict = row.failure ? '' : `   target >= ${TARGET} msgs/s: ${rate >= TARGET ? 'ok' : 'MISSED'}`;
+  const scaledVerdict = scaled === undefined ? '' : `, scaled to this machine >= ${scaled}: ${rate >= scaled ? 'ok' : 'MISSED'}`;
+  const verdict = row.failure ? '' : `\n  target >= ${TARGET} msgs/s: ${rate >= TARGET ? 'ok' : 'MISSED'}${scaledVerdict}`;
   console.log(`${row.target}: peak RSS ${peakRss.toFixed(1)} MiB (VmHWM, summed over its processes), CPU ${cpuMs.toFixed(2)} ms per message (all its processes and threads)${verdict}`);
 }
 const problems = [...rows.filter((r) => r.failure).map((r) => `${r.target}: ${r.failure}`), ...receivers.flatMap((r) => r.checks.map((c) => `${r.row.target}: ${c}`))];
