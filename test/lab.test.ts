@@ -18,6 +18,7 @@ import { promisify } from 'node:util';
 import { readLab, root } from '../scripts/lab/compose.ts';
 import { findPortProblems } from '../scripts/lab/preflight.ts';
 import { lockEmbeddedLab } from './support/embedded-lab-lock.ts';
+import { alive, childPids } from './support/processes.ts';
 import { requireTool } from './support/tools.ts';
 
 const lab = readLab();
@@ -68,31 +69,7 @@ async function swaks(server: string, args: string[]): Promise<string> {
   return stdout;
 }
 
-// The processes whose parent is pid (Linux /proc).
-function childPids(pid: number): number[] {
-  return readdirSync('/proc')
-    .filter((d) => /^\d+$/.test(d))
-    .filter((d) => {
-      try {
-        // pid (comm) state ppid ...: comm may hold spaces, so read after the last ")".
-        return Number(readFileSync(`/proc/${d}/stat`, 'utf8').split(')').at(-1)!.trim().split(' ')[1]) === pid;
-      } catch {
-        return false; // gone meanwhile
-      }
-    })
-    .map(Number);
-}
-
 const statusField = (pid: number, field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
-
 // The session at the receiver that took (or refused) the message with this Message-ID.
 async function receivedAt(name: string, messageId: string) {
   for (const deadline = Date.now() + 15_000; Date.now() < deadline; await sleep(50)) {

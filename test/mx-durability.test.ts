@@ -3,17 +3,16 @@
 // the receiver then starts again on the same data and its API finds them.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { DKIMSignOptions } from 'mailauth';
 import { dkimSign } from 'mailauth/lib/dkim/sign.js';
 import { pino } from 'pino';
-import { parse, stringify } from 'yaml';
 import { DnsServer } from '../services/dns/server.ts';
+import { instanceFile, startMta } from './support/processes.ts';
 import { RawSmtp } from './support/smtp.ts';
 
 const root = new URL('../', import.meta.url).pathname;
@@ -21,16 +20,6 @@ const host = '127.0.2.20'; // the receiver's loopback twin
 const CONNECTIONS = 8;
 const MESSAGES = 400; // at most; the kill comes long before
 const KILL_AFTER = 40; // acknowledged messages
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer().once('error', reject);
-    server.listen(0, host, () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 // A DKIM-signed message from sender.test; its last body line is the SHA-256
 // of the lines above it, so that a stored copy shows whether it is whole.
@@ -60,11 +49,6 @@ function whole(stored: string): boolean {
   return match !== null && sha256(match[1]) === match[2];
 }
 
-// Its stderr is the test's: a receiver that cannot start says why there.
-function startReceiver(env: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, ['services/mta/main.ts'], { cwd: root, env: { ...process.env, LOG_LEVEL: 'silent', ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
-}
-
 async function waitForApi(url: string, child: ChildProcess): Promise<void> {
   const deadline = Date.now() + 10_000;
   for (;;) {
@@ -85,12 +69,10 @@ test('kill -9 in the middle of a burst: every 250 is in Maildir, whole, with its
   await dns.start();
   let receiver: ChildProcess | undefined;
   try {
-    const instance = parse(readFileSync(join(root, 'instances/receiver.yaml'), 'utf8'));
-    for (const name of Object.keys(instance.ports)) instance.ports[name] = await freePort();
-    writeFileSync(join(work, 'receiver.yaml'), stringify(instance));
-    const env = { MTA_CONFIG: join(work, 'receiver.yaml'), LAB_EMBEDDED: '1', MTA_DATA_DIR: join(work, 'data'), LAB_DNS: `127.0.2.53:${dns.port}` };
-    const api = `http://${host}:${instance.ports.api}`;
-    receiver = startReceiver(env);
+    const { file, ports } = await instanceFile('receiver', host, work);
+    const env = { MTA_CONFIG: file, LAB_EMBEDDED: '1', MTA_DATA_DIR: join(work, 'data'), LAB_DNS: `127.0.2.53:${dns.port}` };
+    const api = `http://${host}:${ports.api}`;
+    receiver = startMta(env);
     await waitForApi(api, receiver);
     const exited = new Promise((resolve) => receiver!.once('exit', resolve));
 
@@ -120,7 +102,7 @@ test('kill -9 in the middle of a burst: every 250 is in Maildir, whole, with its
         }
       }
     }
-    const connections = await Promise.all(Array.from({ length: CONNECTIONS }, () => RawSmtp.open(host, instance.ports.mx, '127.0.2.10')));
+    const connections = await Promise.all(Array.from({ length: CONNECTIONS }, () => RawSmtp.open(host, ports.mx, '127.0.2.10')));
     await Promise.all(connections.map(({ smtp }) => send(smtp)));
     receiver.kill('SIGKILL'); // in case the senders stopped before the kill
     await exited;
@@ -165,7 +147,7 @@ test('kill -9 in the middle of a burst: every 250 is in Maildir, whole, with its
     }
 
     // The receiver starts again on the same data, and its API finds every one.
-    receiver = startReceiver(env);
+    receiver = startMta(env);
     await waitForApi(api, receiver);
     for (const messageId of acknowledged.keys()) {
       const found = await (await fetch(`${api}/api/sessions?messageId=${encodeURIComponent(messageId)}`)).json();

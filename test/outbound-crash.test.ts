@@ -16,6 +16,7 @@ import { startControl } from '../services/dns/control.ts';
 import { DnsServer } from '../services/dns/server.ts';
 import { loopbackTwin } from '../services/lib/addressing.ts';
 import { message, submit, waitFor } from './support/mail.ts';
+import { freePort } from './support/processes.ts';
 
 const root = new URL('../', import.meta.url).pathname;
 const SENDER = '127.0.2.10';
@@ -27,16 +28,6 @@ const SENDER = '127.0.2.10';
 const MX_PORT = 10025;
 const CONNECTIONS = 4;
 const KILL_AFTER = 12; // acknowledged submissions
-
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer().once('error', reject);
-    server.listen(0, host, () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 function portInUse(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
