@@ -63,10 +63,11 @@ test('MX worker processes: one API for all sessions, forwarded mail queued, a de
     const pids = new Set(names.map((name) => Number(/P(\d+)Q/.exec(name)![1])));
     assert.deepEqual([...pids].sort(), [...workers].sort(), 'both workers delivered');
 
-    // The API of the first process lists every worker's sessions, complete.
-    const sessions = await waitFor('every session listed and ended', async () => {
+    // The API of the first process lists every worker's sessions, complete
+    // (workers tell it their saves in batches, a few milliseconds apart).
+    const sessions = await waitFor('every session listed with both messages, and ended', async () => {
       const list = await get('/sessions');
-      if (list.length !== CONNECTIONS) return undefined;
+      if (list.length !== CONNECTIONS || list.some((s: { messageIds: string[] }) => s.messageIds.length !== 2)) return undefined;
       const records = await Promise.all(list.map((s: { id: string }) => get(`/sessions/${s.id}`)));
       return records.every((r) => r.endedAt) ? records : undefined;
     });
