@@ -2,9 +2,11 @@
 // and flag an authoritative server must get right, over UDP and TCP.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createSocket } from 'node:dgram';
 import { Resolver } from 'node:dns/promises';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
@@ -308,6 +310,25 @@ describe('control endpoint', () => {
     assert.ok(line, `no query line for qu"o\\te.features.test among ${logLines.filter((l) => l.msg === 'query').map((l) => l.qname).join(', ')}`);
     assert.equal(line.qtype, 'TXT');
   });
+});
+
+test('a port held by another program for TCP: start fails and leaves no socket open', async () => {
+  const holder = createServer();
+  await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+  const { port } = holder.address() as { port: number };
+  try {
+    const server = new DnsServer({ listen: { host: '127.0.0.1', port }, zoneDir: dir, logger: pino({ level: 'silent' }) });
+    await assert.rejects(server.start(), { code: 'EADDRINUSE' });
+    // Its UDP socket is closed again: the port is free for UDP.
+    const udp = createSocket('udp4');
+    await new Promise<void>((resolve, reject) => {
+      udp.once('error', reject);
+      udp.bind(port, '127.0.0.1', () => resolve());
+    });
+    udp.close();
+  } finally {
+    holder.close();
+  }
 });
 
 describe('zone reload', () => {

@@ -18,6 +18,7 @@ const TCP_IDLE_MS = 10_000; // RFC 7766 section 6.2.3
 const TCP_MAX_CLIENTS = 256;
 const RELOAD_SETTLE_MS = 100; // editors write in several steps
 const KNOWN_CLIENTS = 1024;
+const PORT_ATTEMPTS = 5;
 
 export interface QueryRecord {
   time: string;
@@ -63,6 +64,22 @@ export class DnsServer {
   async start(): Promise<void> {
     this.zones.replaceFiles(loadZoneDir(this.options.zoneDir));
     const { host, port } = this.options.listen;
+    // With port 0 the system picks a free UDP port, and TCP takes the same
+    // number, which something else may hold for TCP: then another pick.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.open(host, port);
+        break;
+      } catch (error) {
+        await this.closeSockets(); // a socket left open would keep the process alive
+        if (port !== 0 || attempt === PORT_ATTEMPTS || (error as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw error;
+      }
+    }
+    this.watcher = watch(this.options.zoneDir, () => this.scheduleReload());
+    this.log.info({ listen: `${host}:${this.port}`, zones: this.zones.zones.length }, 'DNS server listening (UDP and TCP)');
+  }
+
+  private async open(host: string, port: number): Promise<void> {
     this.udp = createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4' });
     this.udp.on('message', (packet, peer) => this.onUdp(packet, peer.address, peer.port));
     this.udp.on('error', (error) => this.log.error({ err: error }, 'UDP socket error'));
@@ -77,8 +94,6 @@ export class DnsServer {
       this.tcp!.once('error', reject);
       this.tcp!.listen(this.udp!.address().port, host, () => resolve());
     });
-    this.watcher = watch(this.options.zoneDir, () => this.scheduleReload());
-    this.log.info({ listen: `${host}:${this.port}`, zones: this.zones.zones.length }, 'DNS server listening (UDP and TCP)');
   }
 
   get port(): number {
@@ -110,9 +125,22 @@ export class DnsServer {
     this.watcher?.close();
     clearTimeout(this.reloadTimer);
     for (const timer of this.pending) clearTimeout(timer);
+    await this.closeSockets();
+  }
+
+  private async closeSockets(): Promise<void> {
+    const { udp, tcp } = this;
+    this.udp = undefined;
+    this.tcp = undefined;
     await Promise.all([
-      new Promise<void>((resolve) => (this.udp ? this.udp.close(() => resolve()) : resolve())),
-      new Promise<void>((resolve) => (this.tcp ? this.tcp.close(() => resolve()) : resolve())),
+      new Promise<void>((resolve) => {
+        try {
+          udp!.close(() => resolve());
+        } catch {
+          resolve(); // none, or never bound
+        }
+      }),
+      new Promise<void>((resolve) => (tcp?.listening ? tcp.close(() => resolve()) : resolve())),
     ]);
   }
 

@@ -60,7 +60,12 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
     const heard = {
       session: (note: SessionNote) => void sessions.note(note),
       queued: (id: string) => {
-        queue.adopt(id);
+        try {
+          queue.adopt(id);
+        } catch (error) {
+          // Still on disk: the next start of the MTA finds it.
+          log.error({ queueId: id, error: (error as Error).message }, 'a message an MX worker queued could not be read');
+        }
         worker.kick();
       },
     };

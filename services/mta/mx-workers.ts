@@ -54,9 +54,11 @@ export async function startMxWorkers(count: number, heard: Heard, log: Logger): 
         if (message.kind === 'listening') {
           listening.add(worker);
           resolve(message.port);
+        } else if (message.kind === 'sessions') {
+          message.notes.forEach(heard.session);
+        } else if (message.kind === 'queued') {
+          heard.queued(message.id);
         }
-        else if (message.kind === 'sessions') message.notes.forEach(heard.session);
-        else if (message.kind === 'queued') heard.queued(message.id);
       });
       worker.once('exit', (code, signal) => {
         workers.delete(worker);
@@ -86,7 +88,7 @@ export async function startMxWorkers(count: number, heard: Heard, log: Logger): 
     async close() {
       stopping = true;
       const ended = [...workers].map((worker) => new Promise((resolve) => worker.once('exit', resolve)));
-      for (const worker of workers) worker.send({ kind: 'close' } satisfies Message);
+      for (const worker of workers) if (worker.isConnected()) worker.send({ kind: 'close' } satisfies Message);
       const timer = setTimeout(() => {
         for (const worker of workers) worker.kill('SIGKILL');
       }, STOP_TIMEOUT_MS);

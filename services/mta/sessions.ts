@@ -93,7 +93,6 @@ export interface SessionNote {
 
 // How much of a live session's record its file holds.
 interface Written {
-  file: string;
   fd?: number; // open while the session lasts
   transcript: number;
   transactions: number;
@@ -124,7 +123,7 @@ export class SessionJournal {
   async save(record: SessionRecord, durable: boolean): Promise<void> {
     // File names start with the start time, so name order is age order.
     const file = `${record.startedAt.replace(/[:.]/g, '')}-${record.id}.jsonl`;
-    const done = this.written.get(record.id) ?? { file, transcript: 0, transactions: 0, durableName: false, torn: false };
+    const done = this.written.get(record.id) ?? { transcript: 0, transactions: 0, durableName: false, torn: false };
     const { transcript, transactions, ...fields } = record;
     const update: Update = {
       ...fields,
