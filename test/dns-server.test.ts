@@ -73,6 +73,17 @@ describe('answers seen by dig', { skip: !hasTool('dig') && process.env.CI !== 't
       assert.deepEqual(r.answer, ['HoSt.Features.TEST. 3600 IN A 192.0.2.22']);
     });
 
+    test(`question types whose low byte differs only as a letter's case does, over ${transport}`, async (t) => {
+      if (!requireTool(t, 'dig', 'bind9-dnsutils')) return;
+      // 65 and 97 are "A" and "a" in their low byte: folding the name's case must not fold the type.
+      for (const type of ['TYPE65', 'TYPE97', 'TYPE65']) {
+        const r = await dig(dns.port, [...over, 'HoSt.Features.TEST', type]);
+        assert.equal(r.status, 'NOERROR');
+        const question = /;; QUESTION SECTION:\n;(\S+)\s+IN\s+(\S+)/.exec(r.text);
+        assert.deepEqual(question?.slice(1), ['HoSt.Features.TEST.', type === 'TYPE65' ? 'HTTPS' : type]);
+      }
+    });
+
     test(`every record type over ${transport}`, async (t) => {
       if (!requireTool(t, 'dig', 'bind9-dnsutils')) return;
       const answer = async (name: string, type: string) => (await dig(dns.port, [...over, name, type])).answer;

@@ -93,9 +93,9 @@ export function readQuery(packet: Buffer): Query | undefined {
     edns = true;
   }
   if (at !== packet.length) return undefined;
-  let key = packet.toString('latin1', HEADER_SIZE, nameEnd + 2);
-  if (upper) key = key.replace(/[A-Z]+/g, (s) => s.toLowerCase()); // ASCII only (RFC 4343)
-  return { key, nameEnd, qtype, edns, dnssecOk, udpSize };
+  let name = packet.toString('latin1', HEADER_SIZE, nameEnd);
+  if (upper) name = name.replace(/[A-Z]+/g, (s) => s.toLowerCase()); // ASCII only (RFC 4343)
+  return { key: `${qtype}/${name}`, nameEnd, qtype, edns, dnssecOk, udpSize };
 }
 
 // A ready response for this question, made personal: the query's ID, its RD
