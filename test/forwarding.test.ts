@@ -7,13 +7,12 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { RawSmtp } from './support/smtp.ts';
-import { startLab, type TestLab } from './support/lab.ts';
+import { startLab, type LabMta, type TestLab } from './support/lab.ts';
 
-type Running = Awaited<ReturnType<TestLab['start']>>;
 let lab: TestLab;
-let sender: Running;
-let receiver: Running;
-let forwarder: Running;
+let sender: LabMta;
+let receiver: LabMta;
+let forwarder: LabMta;
 
 before(async () => {
   lab = await startLab();
@@ -42,7 +41,7 @@ async function submit(to: string, subject: string): Promise<string> {
 }
 
 // The receiving transaction of a message at an instance, once it is there.
-async function arrival(at: Running, messageId: string, count = 1) {
+async function arrival(at: LabMta, messageId: string, count = 1) {
   const base = `http://${at.host}:${at.apiPort}/api/sessions`;
   for (const deadline = Date.now() + 10_000; Date.now() < deadline; await new Promise((r) => setTimeout(r, 50))) {
     const found = await (await fetch(`${base}?messageId=${encodeURIComponent(messageId)}`)).json();
