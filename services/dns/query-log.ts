@@ -4,9 +4,9 @@
 // line is built directly, with the same fields in the same order as pino
 // would write them, and handed to the same pino destination: other lines and
 // the query lines share one stream and one format. The lines of one turn of
-// the event loop (a batch of datagrams) go to the destination together: it
-// measures every string it is handed, and for one short line that costs more
-// than the measuring.
+// the event loop (a batch of datagrams) go to the destination together, in
+// one write: per line, the write and the destination's measuring of each
+// string would cost more than the line.
 import { pino } from 'pino';
 import type { Logger } from '../lib/log.ts';
 

@@ -11,12 +11,11 @@ export function createLogger(service: string, env: Record<string, string | undef
   if (process.stdout.isTTY && env.LOG_FORMAT !== 'json') {
     return pino({ ...options, transport: { target: 'pino-pretty', options: { colorize: true, ignore: 'pid,hostname,service' } } });
   }
-  // Lines are gathered and written 4 KiB at a time, or every 100 ms when
-  // traffic is light: logging every DNS query under load then costs one
-  // write(2) per few dozen lines, made on the main thread (a write through
-  // libuv's thread pool per line cost the DNS server a fifth of its rate).
-  const destination = pino.destination({ dest: 1, sync: true, minLength: 4096, periodicFlush: 100 });
-  // Whatever way the process ends, the last lines are written.
-  process.once('exit', () => destination.flushSync());
+  // Each line is written at once, on the main thread: a service killed
+  // outright leaves its last lines behind (the lab shows them). The DNS query
+  // log hands over a whole batch of lines per write (query-log.ts); a write
+  // through libuv's thread pool per line had cost the DNS server a fifth of
+  // its rate.
+  const destination = pino.destination({ dest: 1, sync: true });
   return pino(options, destination);
 }
