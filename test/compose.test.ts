@@ -4,12 +4,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { isLabAddress } from '../services/lib/addressing.ts';
 import { parseZoneFile } from '../services/dns/zone-file.ts';
 import { composeFile, readLab, root } from '../scripts/lab/compose.ts';
+import { publishedLab } from '../scripts/lab/published.ts';
 import { requireTool } from './support/tools.ts';
 
 const lab = readLab('/lab-data');
@@ -59,8 +61,8 @@ test('the embedded lab: loopback twins, privileged ports + 10000, data under the
   assert.equal(d.env.DNS_LISTEN, '127.0.2.53:10053');
   assert.equal(d.env.DNS_CONTROL_LISTEN, '127.0.2.53:8053');
   assert.deepEqual(d.ports, [
-    { name: 'dns', port: 10053, udp: true },
-    { name: 'control', port: 8053, udp: false },
+    { name: 'dns', port: 10053, container: 53, udp: true },
+    { name: 'control', port: 8053, container: 8053, udp: false },
   ]);
   assert.equal(d.health, 'http://127.0.2.53:8053/health');
   assert.deepEqual(lab.dns, { host: '127.0.2.53', port: 10053 });
@@ -75,4 +77,45 @@ test('the embedded lab: loopback twins, privileged ports + 10000, data under the
   assert.equal(r.health, 'http://127.0.2.20:8025/api/health');
   assert.equal(r.console, 'http://127.0.2.20:8025/');
   for (const name of ['sender', 'receiver', 'attacker', 'forwarder']) assert.deepEqual(byName.get(name)!.dependsOn, ['dns']);
+});
+
+test('the compose lab as the host reaches it: the ports compose.yaml publishes on 127.0.0.1', () => {
+  const published = publishedLab(lab);
+  assert.equal(published.mode, 'compose');
+  assert.deepEqual(published.dns, { host: '127.0.0.1', port: 10053 });
+  const byName = new Map(published.services.map((s) => [s.name, s]));
+  const d = byName.get('dns')!;
+  assert.equal(d.address, '127.0.0.1');
+  assert.equal(d.labAddress, '192.0.2.53', 'the lab address stays');
+  assert.equal(d.health, 'http://127.0.0.1:8053/health');
+  const sender = byName.get('sender')!;
+  assert.deepEqual(sender.ports.map((p) => `${p.name}:${p.port}`), ['submission:10587', 'api:8026'], 'its MX port is not published');
+  assert.equal(sender.health, 'http://127.0.0.1:8026/api/health');
+  assert.equal(sender.console, 'http://127.0.0.1:8026/');
+  const receiver = byName.get('receiver')!;
+  assert.deepEqual(receiver.ports.map((p) => `${p.name}:${p.port}`), ['mx:10025', 'api:8025'], 'its submission port is not published');
+  assert.equal(byName.get('attacker')!.ports.find((p) => p.name === 'submission')!.port, 11587);
+  assert.equal(byName.get('forwarder')!.console, 'http://127.0.0.1:8028/');
+});
+
+test("Compose is found: docker compose (v2), else docker-compose (v1), or COMPOSE's; none is said plainly", (t) => {
+  const find = (env: NodeJS.ProcessEnv) =>
+    spawnSync(process.execPath, ['--input-type=module', '-e', `import { composeCommand } from './scripts/lab/compose-command.ts'; try { console.log(composeCommand().join(' ')); } catch (e) { console.log('error: ' + e.message); }`], {
+      cwd: root,
+      encoding: 'utf8',
+      env,
+    }).stdout.trim();
+  // A PATH with node alone: no Compose of either kind.
+  const bare = mkdtempSync(join(tmpdir(), 'no-compose-'));
+  symlinkSync(process.execPath, join(bare, 'node'));
+  try {
+    assert.match(find({ PATH: bare }), /^error: neither "docker compose" \(Compose v2\) nor "docker-compose" \(v1\) works here: install one \(Debian 12: apt-get install docker-compose\), or name yours in COMPOSE$/);
+    assert.match(find({ PATH: bare, COMPOSE: 'podman-compose' }), /^error: COMPOSE=podman-compose: "podman-compose version" failed: podman-compose: not installed$/);
+  } finally {
+    rmSync(bare, { recursive: true, force: true });
+  }
+  if (!requireTool(t, 'docker-compose', 'docker-compose')) return;
+  const v2 = spawnSync('docker', ['compose', 'version']).status === 0;
+  assert.equal(find({ ...process.env, COMPOSE: '' }), v2 ? 'docker compose' : 'docker-compose');
+  assert.equal(find({ ...process.env, COMPOSE: 'docker-compose' }), 'docker-compose');
 });

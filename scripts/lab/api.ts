@@ -1,6 +1,6 @@
 // HTTP to a running lab: the services' health endpoints and the MTAs' API.
 // Connection refused means no lab is there, which is said as such.
-import { LabError, START_HINT } from './errors.ts';
+import { LabError, LabNotAnswering } from './errors.ts';
 
 export async function getJson<T = any>(url: string, timeoutMs = 3000): Promise<T> {
   let response: Response;
@@ -8,7 +8,7 @@ export async function getJson<T = any>(url: string, timeoutMs = 3000): Promise<T
     response = await fetch(url, { signal: AbortSignal.timeout(timeoutMs) });
   } catch (error) {
     const cause = (error as { cause?: { code?: string } }).cause;
-    if (cause?.code === 'ECONNREFUSED') throw new LabError(`nothing answers at ${new URL(url).host}: is the lab running? (${START_HINT})`);
+    if (cause?.code === 'ECONNREFUSED') throw new LabNotAnswering(`nothing answers at ${new URL(url).host}: is the lab running?`);
     throw new LabError(`${url}: ${cause?.code ?? (error as Error).message}`);
   }
   const body = await response.json().catch(() => undefined);

@@ -1,12 +1,16 @@
 // The lab's command line. Without a command it runs the lab; with one it
-// talks to the lab that is running. --help works on both.
+// talks to the lab that is running: the embedded one, or with --compose the
+// one Docker runs, through the ports compose.yaml publishes. --help works on
+// both.
 import { ConfigError } from '../../services/lib/config.ts';
-import { LabError } from './errors.ts';
+import type { Lab } from './compose.ts';
+import { LabError, LabNotAnswering } from './errors.ts';
+import { notRunningHint, reachLab } from './published.ts';
 import { runLab } from './run.ts';
 
 interface Command {
   usage: string;
-  run(argv: string[]): Promise<number>;
+  run(argv: string[], lab: Lab): Promise<number>;
 }
 
 // Loaded when asked for: the runner itself needs none of them (nor nodemailer).
@@ -18,7 +22,9 @@ const commands: Record<string, () => Promise<Command>> = {
 };
 
 export async function main(argv: string[]): Promise<number> {
-  const [name, ...rest] = argv;
+  const [name, ...args] = argv;
+  const rest = args.filter((a) => a !== '--compose');
+  let lab: Lab | undefined;
   try {
     if (name === undefined || name.startsWith('-')) return await runLab(argv);
     if (!Object.hasOwn(commands, name)) throw new LabError(`unknown command "${name}" (npm run lab -- --help lists them)`, 2);
@@ -27,10 +33,15 @@ export async function main(argv: string[]): Promise<number> {
       process.stdout.write(`${command.usage}\n`);
       return 0;
     }
-    return await command.run(rest);
+    lab = reachLab(rest.length < args.length);
+    return await command.run(rest, lab);
   } catch (error) {
     // Mistakes a person can fix are one line, without a stack trace.
     const code = (error as { code?: string }).code ?? '';
+    if (error instanceof LabNotAnswering && lab) {
+      process.stderr.write(`lab: ${error.message} (${notRunningHint(lab)})\n`);
+      return error.exitCode;
+    }
     if (error instanceof LabError || error instanceof ConfigError) {
       process.stderr.write(`lab: ${error.message}\n`);
       return error instanceof LabError ? error.exitCode : 2;

@@ -16,24 +16,27 @@ export const defaultDataDir = join(root, '.lab-data');
 
 export interface Port {
   name: string; // mx, submission, api, dns, control
-  port: number; // as the embedded lab has it
+  port: number; // where it is reached: in the embedded lab, or as compose publishes it
+  container: number; // the port in the container
   udp: boolean; // also UDP (DNS)
 }
 
 export interface LabService {
   name: string;
   labAddress: string; // 192.0.2.X
-  address: string; // its loopback twin, 127.0.2.X
+  address: string; // where it is reached: its loopback twin 127.0.2.X, or 127.0.0.1 through compose's published ports
   command: string[];
   env: Record<string, string>; // compose's environment, translated
   dependsOn: string[];
   ports: Port[];
-  health: string; // the URL its compose healthcheck fetches, at the twin
+  health: string; // the URL its compose healthcheck fetches, where it is reached
+  healthCheck: { port: number; path: string }; // that URL's port and path in the container
   console?: string; // an MTA's web console and API
   instance?: Instance; // an MTA's instance file
 }
 
 export interface Lab {
+  mode: 'embedded' | 'compose';
   services: LabService[];
   dns: Endpoint; // the lab DNS, as the containers' `dns:` option names it
 }
@@ -52,7 +55,7 @@ export function readLab(dataDir = defaultDataDir, file = composeFile): Lab {
   if (services.length === 0) throw new LabError(`${file}: no services`);
   const dnsAddress = Object.values<Doc>(doc.services).find((s) => s.dns)?.dns;
   if (!dnsAddress) throw new LabError(`${file}: no service names the lab DNS (dns: [192.0.2.53])`);
-  return { services, dns: { host: loopbackTwin([dnsAddress].flat()[0]), port: embeddedPort(53) } };
+  return { mode: 'embedded', services, dns: { host: loopbackTwin([dnsAddress].flat()[0]), port: embeddedPort(53) } };
 }
 
 function readService(name: string, spec: Doc, dataDir: string, file: string): LabService {
@@ -79,7 +82,7 @@ function readService(name: string, spec: Doc, dataDir: string, file: string): La
       // "listen on every address" in a container is "listen on the twin" here.
       const port = embeddedPort(Number(listen[1]));
       env[key] = `${address}:${port}`;
-      ports.push({ name: key.replace(/_LISTEN$/, '').split('_').at(-1)!.toLowerCase(), port, udp: udp.has(Number(listen[1])) });
+      ports.push({ name: key.replace(/_LISTEN$/, '').split('_').at(-1)!.toLowerCase(), port, container: Number(listen[1]), udp: udp.has(Number(listen[1])) });
     } else if (mount) {
       env[key] = join(dataDir, name, value.slice(mount.length));
     } else {
@@ -90,12 +93,13 @@ function readService(name: string, spec: Doc, dataDir: string, file: string): La
   let instance: Instance | undefined;
   if (env.MTA_CONFIG) {
     instance = loadInstance(join(root, env.MTA_CONFIG));
-    for (const [portName, port] of Object.entries(instance.ports)) ports.push({ name: portName, port: embeddedPort(port), udp: false });
+    for (const [portName, port] of Object.entries(instance.ports)) ports.push({ name: portName, port: embeddedPort(port), container: port, udp: false });
   }
 
   const check = JSON.stringify(spec.healthcheck?.test ?? '');
   const health = /http:\/\/127\.0\.0\.1:(\d+)(\/[^'"\s]*)/.exec(check);
   if (!health) fail('healthcheck.test must fetch http://127.0.0.1:PORT/PATH (the lab waits for it)');
+  const healthCheck = { port: Number(health![1]), path: health![2] };
   return {
     name,
     labAddress,
@@ -104,7 +108,8 @@ function readService(name: string, spec: Doc, dataDir: string, file: string): La
     env,
     dependsOn: Array.isArray(spec.depends_on) ? spec.depends_on : Object.keys(spec.depends_on ?? {}),
     ports,
-    health: `http://${address}:${embeddedPort(Number(health![1]))}${health![2]}`,
+    health: `http://${address}:${embeddedPort(healthCheck.port)}${healthCheck.path}`,
+    healthCheck,
     console: instance && `http://${address}:${embeddedPort(instance.ports.api)}/`,
     instance,
   };

@@ -10,4 +10,13 @@ export class LabError extends Error {
   }
 }
 
+// The lab does not answer where it should. Whoever prints it adds how to
+// start the lab, or why a running one cannot be reached (notRunningHint).
+export class LabNotAnswering extends LabError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'LabNotAnswering';
+  }
+}
+
 export const START_HINT = 'start it with: npm run lab';

@@ -3,29 +3,31 @@ import { parseArgs } from 'node:util';
 import { splitMailbox } from '../../services/mta/maildir.ts';
 import type { SessionRecord, SessionSummary } from '../../services/mta/sessions.ts';
 import { getJson } from './api.ts';
-import { owner, readLab } from './compose.ts';
+import { owner, type Lab } from './compose.ts';
 import { LabError } from './errors.ts';
+import { COMPOSE_USAGE } from './published.ts';
 import { table } from './table.ts';
 import { describe } from './verdict.ts';
 
 const SHOWN = 20;
 
-export const usage = `npm run lab -- inbox [MAILBOX]
+export const usage = `npm run lab -- inbox [MAILBOX] [--compose]
 
 Without MAILBOX: every mailbox of every lab MTA that has received mail, with
 its INBOX and Junk counts. With MAILBOX (e.g. alice@receiver.test): the last
 ${SHOWN} messages that came for it, newest first, each with what its MTA decided
-(the folder, or the refusal), spf/dkim/dmarc, and why.`;
+(the folder, or the refusal), spf/dkim/dmarc, and why.
+
+${COMPOSE_USAGE}`;
 
 interface Mailbox {
   mailbox: string;
   folders: { folder: string; messages: number; unseen: number }[];
 }
 
-export async function run(argv: string[]): Promise<number> {
+export async function run(argv: string[], lab: Lab): Promise<number> {
   const { positionals } = parseArgs({ args: argv, options: {}, allowPositionals: true });
   if (positionals.length > 1) throw new LabError('inbox takes at most one MAILBOX (npm run lab -- inbox --help)', 2);
-  const lab = readLab();
   if (positionals.length === 0) {
     const rows: string[][] = [];
     for (const mta of lab.services.filter((s) => s.console)) {

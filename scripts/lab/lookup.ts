@@ -3,14 +3,17 @@ import { Resolver } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
 import { health } from './api.ts';
-import { readLab } from './compose.ts';
-import { LabError, START_HINT } from './errors.ts';
+import type { Lab } from './compose.ts';
+import { LabError, LabNotAnswering } from './errors.ts';
+import { COMPOSE_USAGE } from './published.ts';
 
-export const usage = `npm run lab -- lookup NAME [TYPE]
+export const usage = `npm run lab -- lookup NAME [TYPE] [--compose]
 
 Asks the lab DNS and prints the answer, one record a line. TYPE is A (the
 default), AAAA, MX, TXT, NS, SOA, CNAME or PTR; for PTR, NAME may be an
 address.
+
+${COMPOSE_USAGE}
 
 Examples:
   npm run lab -- lookup sender.test MX
@@ -24,14 +27,13 @@ const WHY: Record<string, string> = {
   EREFUSED: 'the server refused (REFUSED)',
 };
 
-export async function run(argv: string[]): Promise<number> {
+export async function run(argv: string[], lab: Lab): Promise<number> {
   const { positionals } = parseArgs({ args: argv, options: {}, allowPositionals: true });
   const name = positionals[0];
   const type = (positionals[1] ?? 'A').toUpperCase();
   if (!name || positionals.length > 2) throw new LabError('lookup needs NAME and optionally TYPE (npm run lab -- lookup --help)', 2);
   if (!TYPES.includes(type)) throw new LabError(`lookup: TYPE must be one of ${TYPES.join(', ')}`, 2);
 
-  const lab = readLab();
   const server = `${lab.dns.host}:${lab.dns.port}`;
   const resolver = new Resolver({ timeout: 3000, tries: 1 });
   resolver.setServers([server]);
@@ -46,8 +48,8 @@ export async function run(argv: string[]): Promise<number> {
     }
     if (WHY[code]) throw new LabError(`${name} ${type}: ${WHY[code]}`);
     // No answer: either no lab, or a name with a timeout fault (timeout.test).
-    const dns = lab.services.find((s) => s.address === lab.dns.host);
-    if (dns && !(await health(dns.health)).up) throw new LabError(`no lab is running: the lab DNS at ${server} does not answer (${START_HINT})`);
+    const dns = lab.services.find((s) => s.ports.some((p) => p.name === 'dns'));
+    if (dns && !(await health(dns.health)).up) throw new LabNotAnswering(`no lab is running: the lab DNS at ${server} does not answer`);
     throw new LabError(`${name} ${type}: no answer from ${server} (${code})`);
   }
   for (const record of [answer].flat()) process.stdout.write(`${name} ${type} ${show(record)}\n`);

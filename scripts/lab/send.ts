@@ -11,8 +11,9 @@ import { splitMailbox } from '../../services/mta/maildir.ts';
 import type { QueueEntry, QueueRecipient } from '../../services/mta/queue.ts';
 import type { SessionRecord, SessionSummary } from '../../services/mta/sessions.ts';
 import { getJson } from './api.ts';
-import { owner, readLab, root, service, type Lab, type LabService } from './compose.ts';
-import { LabError, START_HINT } from './errors.ts';
+import { owner, root, service, type Lab, type LabService } from './compose.ts';
+import { LabError, LabNotAnswering } from './errors.ts';
+import { COMPOSE_USAGE } from './published.ts';
 import { describe } from './verdict.ts';
 
 export const usage = `npm run lab -- send --from ADDRESS --to ADDRESS [--to ...] [options]
@@ -29,6 +30,7 @@ instance's first user.
   --wait           then follow the message to each recipient's MTA and print
                    its decision: disposition, folder, spf/dkim/dmarc, and why
                    (waits up to 30 s)
+${COMPOSE_USAGE}
 
 Examples:
   npm run lab -- send --from alice@sender.test --to bob@receiver.test --wait
@@ -36,7 +38,7 @@ Examples:
 
 const WAIT_MS = 30_000;
 
-export async function run(argv: string[]): Promise<number> {
+export async function run(argv: string[], lab: Lab): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -50,7 +52,6 @@ export async function run(argv: string[]): Promise<number> {
   });
   const { from, to = [] } = values;
   if (!from || to.length === 0) throw new LabError('send needs --from and --to (npm run lab -- send --help)', 2);
-  const lab = readLab();
   const domain = splitMailbox(from)[1];
   const via = values.via ? service(lab, values.via) : owner(lab, domain);
   if (!via?.instance) {
@@ -60,7 +61,8 @@ export async function run(argv: string[]): Promise<number> {
   const auth = login(via.instance, from);
   if (!auth) throw new LabError(`${via.instance.file} has no submission passwords: nobody can log in to ${via.name}`, 2);
 
-  const port = via.ports.find((p) => p.name === 'submission')!.port;
+  const port = via.ports.find((p) => p.name === 'submission')?.port;
+  if (!port) throw new LabError(`${via.name}'s submission port is not published by compose.yaml: submit through another MTA (--via), or use the embedded lab`, 2);
   const transport = createTransport({
     host: via.address,
     port,
@@ -75,7 +77,7 @@ export async function run(argv: string[]): Promise<number> {
     info = await transport.sendMail({ from, to, subject: values.subject, text: values.body ?? `Sent by ${from} through ${via.instance.hostname}.\n` });
   } catch (error) {
     const e = error as { code?: string; response?: string; message: string };
-    if (e.code === 'ESOCKET' && /ECONNREFUSED/.test(e.message)) throw new LabError(`nothing answers at ${via.address}:${port}: is the lab running? (${START_HINT})`);
+    if (e.code === 'ESOCKET' && /ECONNREFUSED/.test(e.message)) throw new LabNotAnswering(`nothing answers at ${via.address}:${port}: is the lab running?`);
     throw new LabError(`${via.name} did not take the message: ${e.response ?? e.message}`);
   } finally {
     transport.close();

@@ -2,20 +2,22 @@
 // endpoints that compose.yaml's healthchecks use.
 import { parseArgs } from 'node:util';
 import { health } from './api.ts';
-import { readLab } from './compose.ts';
-import { LabError, START_HINT } from './errors.ts';
+import { COMPOSE_USAGE } from './published.ts';
+import type { Lab } from './compose.ts';
+import { LabNotAnswering } from './errors.ts';
 import { table } from './table.ts';
 
-export const usage = `npm run lab -- status
+export const usage = `npm run lab -- status [--compose]
 
 Asks every service of the lab for its health and prints up or down for each,
-with what its health endpoint says. Exit code 0 when all are up.`;
+with what its health endpoint says. Exit code 0 when all are up.
 
-export async function run(argv: string[]): Promise<number> {
+${COMPOSE_USAGE}`;
+
+export async function run(argv: string[], lab: Lab): Promise<number> {
   parseArgs({ args: argv, options: {} });
-  const lab = readLab();
   const results = await Promise.all(lab.services.map((s) => health(s.health)));
-  if (results.every((r) => !r.up)) throw new LabError(`no lab is running: no service answers (${START_HINT})`);
+  if (results.every((r) => !r.up)) throw new LabNotAnswering('no lab is running: no service answers');
   const rows = lab.services.map((s, i) => {
     const r = results[i];
     const detail = r.up ? Object.entries(r.detail).map(([k, v]) => `${k}=${v}`).join(' ') : r.reason;

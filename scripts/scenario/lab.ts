@@ -2,19 +2,19 @@
 // loopback twins (127.0.2.X), used when one is running, else started here in
 // a temporary data directory and stopped after. A compose lab (--compose):
 // the ports compose.yaml publishes on 127.0.0.1; there the runner cannot
-// speak from a lab address, so a direct: step runs inside that service's
-// container (docker compose exec).
+// speak from a lab address, so for a direct: step the sending instance
+// speaks for it (its POST /api/direct).
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parse } from 'yaml';
 import { embeddedPort, loopbackTwin } from '../../services/lib/addressing.ts';
 import type { Endpoint } from '../../services/lib/config.ts';
 import type { Instance } from '../../services/mta/instance.ts';
 import { health } from '../lab/api.ts';
 import { composeFile, readLab, root, type LabService } from '../lab/compose.ts';
 import { LabError } from '../lab/errors.ts';
+import { notRunningHint, publishedLab } from '../lab/published.ts';
 import { smtpSend, type Envelope, type Reply } from './smtp.ts';
 
 export interface Mta {
@@ -119,77 +119,52 @@ async function startLab(say: (text: string) => void): Promise<() => Promise<void
 
 // A lab started with docker compose up: the ports it publishes on the host.
 export async function composeLab(): Promise<Target> {
-  const lab = readLab();
-  const published = publishedPorts();
-  const port = (service: string, inside: number) => published.get(service)?.get(inside);
+  const lab = publishedLab(readLab());
   const mtas = lab.services
     .filter((s) => s.instance)
     .map((s): Mta => {
-      const api = port(s.name, s.instance!.ports.api);
-      if (!api) throw new LabError(`${composeFile}: services.${s.name}: its API (port ${s.instance!.ports.api}) is not published: the runner reads every MTA's decisions there`);
-      const submission = port(s.name, s.instance!.ports.submission);
-      return { name: s.name, instance: s.instance!, api: `http://127.0.0.1:${api}/`, submission: submission ? { host: '127.0.0.1', port: submission } : undefined };
+      if (!s.console) throw new LabError(`${composeFile}: services.${s.name}: its API (port ${s.instance!.ports.api}) is not published: the runner reads every MTA's decisions there`);
+      const submission = s.ports.find((p) => p.name === 'submission');
+      return { name: s.name, instance: s.instance!, api: s.console, submission: submission && { host: s.address, port: submission.port } };
     });
   const dnsService = lab.services.find((s) => s.env.DNS_CONTROL_LISTEN)!;
-  const [dnsPort, controlPort] = [port(dnsService.name, 53), port(dnsService.name, Number(dnsService.env.DNS_CONTROL_LISTEN.split(':')[1]))];
-  if (!dnsPort || !controlPort) throw new LabError(`${composeFile}: services.${dnsService.name}: the runner needs its DNS (53) and control endpoint published`);
-  const control = `http://127.0.0.1:${controlPort}/`;
+  const controlPort = dnsService.ports.find((p) => p.name === 'control')?.port;
+  if (!controlPort) throw new LabError(`${composeFile}: services.${dnsService.name}: the runner needs its control endpoint published`);
+  const control = `http://${dnsService.address}:${controlPort}/`;
   const down = [];
-  for (const url of [`${control}health`, ...mtas.map((m) => `${m.api}api/health`)]) if (!(await health(url)).up) down.push(url);
-  if (down.length > 0) throw new LabError(`the compose lab does not answer at ${down.join(', ')} (start it with: docker compose up -d)`);
+  for (const s of lab.services) if (!(await health(s.health)).up) down.push(s.health);
+  if (down.length > 0) throw new LabError(`the compose lab does not answer at ${down.join(', ')} (${notRunningHint(lab)})`);
   return {
     mode: 'compose',
     started: false,
     mtas,
-    dns: { host: '127.0.0.1', port: dnsPort },
+    dns: lab.dns,
     control,
     ca: readFileSync(caFile),
-    sendDirect: (from, mx, envelope, raw) => sendInContainer(from, mx, envelope, raw),
+    sendDirect: (from, mx, envelope, raw) => sendThrough(from, mx, envelope, raw),
     stop: async () => undefined,
   };
 }
 
-// service -> container port -> host port, from "127.0.0.1:HOST:CONTAINER[/udp]".
-function publishedPorts(): Map<string, Map<number, number>> {
-  const doc = parse(readFileSync(composeFile, 'utf8'), { merge: true });
-  const result = new Map<string, Map<number, number>>();
-  for (const [name, spec] of Object.entries<{ ports?: string[] }>(doc.services ?? {})) {
-    const ports = new Map<number, number>();
-    for (const entry of spec.ports ?? []) {
-      const [host, inside] = String(entry).replace(/\/(tcp|udp)$/, '').split(':').slice(-2).map(Number);
-      ports.set(inside, host);
-    }
-    result.set(name, ports);
-  }
-  return result;
-}
-
-// Inside the container the MTA's own address is the source and the MX is
-// reached at its lab address, port 25, as between real hosts.
-const IN_CONTAINER = `
-import { createTransport } from 'nodemailer';
-import { readFileSync } from 'node:fs';
-const [address, servername, name, envelope] = process.argv.slice(1);
-const transport = createTransport({ host: address, port: 25, name, tls: { servername, ca: readFileSync('instances/certs/ca.pem') } });
-transport.sendMail({ envelope: JSON.parse(envelope), raw: readFileSync(0) }).then(
-  (info) => console.log(JSON.stringify({ code: Number(info.response.slice(0, 3)), text: info.response })),
-  (error) => console.log(JSON.stringify({ code: error.responseCode ?? 0, text: error.response ?? error.message })),
-);`;
-
-async function sendInContainer(from: Mta, mx: Mx, envelope: Envelope, raw: Buffer): Promise<Reply> {
-  const service = from.name;
-  const args = ['compose', 'exec', '-T', service, 'node', '--input-type=module', '-e', IN_CONTAINER, mx.address, mx.hostname, from.instance.hostname, JSON.stringify(envelope)];
-  const child = spawn('docker', args, { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
-  child.stdin.end(raw);
-  const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
+// In Docker only the sending instance has its lab address: it speaks for the
+// runner, from that address to the MX's lab address, port 25, as between
+// real hosts (services/mta/direct.ts).
+async function sendThrough(from: Mta, mx: Mx, envelope: Envelope, raw: Buffer): Promise<Reply> {
+  const url = `${from.api}api/direct`;
+  let response: Response;
   try {
-    return JSON.parse(out.trim().split('\n').at(-1)!) as Reply;
-  } catch {
-    throw new LabError(`docker compose exec ${service} failed (exit ${code}): ${out.trim()}`);
+    response = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ mx, envelope, message: raw.toString('base64') }),
+      signal: AbortSignal.timeout(30_000),
+    });
+  } catch (error) {
+    throw new LabError(`${url}: ${(error as { cause?: { code?: string } }).cause?.code ?? (error as Error).message}`);
   }
+  const body = (await response.json().catch(() => ({}))) as Reply & { error?: string };
+  if (!response.ok) throw new LabError(`${from.name} could not send for a direct: step: ${response.status} ${body.error ?? response.statusText}`);
+  return { code: body.code, text: body.text };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -1,51 +1,14 @@
-// SMTP from the runner, with nodemailer: submission to a lab MTA (AUTH) or
-// delivery straight to an MX, STARTTLS with the lab CA either way. A refusal
-// is an answer like any other: the reply comes back, it is not thrown.
-import { createTransport } from 'nodemailer';
+// SMTP from the runner (services/mta/smtp-client.ts): a server that cannot
+// be reached is a situation the person running scenarios can fix.
+import { smtpSend as send, type SmtpSend, type Reply } from '../../services/mta/smtp-client.ts';
 import { LabError } from '../lab/errors.ts';
 
-export interface Envelope {
-  from: string; // '' for the null sender
-  to: string[];
-}
-
-export interface Reply {
-  code: number;
-  text: string; // the whole reply line, "550 5.7.1 Message rejected: ..."
-}
-
-export interface SmtpSend {
-  host: string;
-  port: number;
-  localAddress?: string; // speak from this address (the embedded lab's twin of a lab host)
-  name?: string; // for EHLO
-  servername: string; // the name on the server's certificate
-  ca: Buffer;
-  auth?: { user: string; pass: string };
-  envelope: Envelope;
-  raw: Buffer;
-}
+export type { Envelope, Reply } from '../../services/mta/smtp-client.ts';
 
 export async function smtpSend(o: SmtpSend): Promise<Reply> {
-  const transport = createTransport({
-    host: o.host,
-    port: o.port,
-    secure: false,
-    localAddress: o.localAddress,
-    name: o.name,
-    auth: o.auth,
-    tls: { ca: o.ca, servername: o.servername },
-    connectionTimeout: 5000,
-    socketTimeout: 20_000,
-  });
   try {
-    const info = await transport.sendMail({ envelope: { ...o.envelope }, raw: o.raw });
-    return { code: Number(info.response.slice(0, 3)), text: info.response };
+    return await send(o);
   } catch (error) {
-    const e = error as { responseCode?: number; response?: string; message: string };
-    if (e.responseCode) return { code: e.responseCode, text: e.response ?? e.message };
-    throw new LabError(`SMTP to ${o.host}:${o.port} failed: ${e.message}`);
-  } finally {
-    transport.close();
+    throw new LabError((error as Error).message);
   }
 }

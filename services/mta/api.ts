@@ -1,5 +1,6 @@
-// The instance's read-only HTTP API: what happened to every message, and the
-// web console that shows it (GET /).
+// The instance's HTTP API: what happened to every message, and the web
+// console that shows it (GET /). Read-only, but for the lab's own door for
+// direct: steps under Docker (direct.ts).
 //
 //   GET /api/health
 //   GET /api/sessions?messageId=&recipient=&disposition=   newest first
@@ -16,12 +17,14 @@
 //   GET /api/dns/queries?limit=&name=                       the lab DNS's recent queries (from its control endpoint)
 //   GET /api/events                                         server-sent events: "session" (a row), "queue"
 //   GET /  and  /console/:file                              the web console
+//   POST /api/direct                                        lab-only: one SMTP transaction from this instance's address (direct.ts)
 // Pages: ?limit= (default 50, at most 200); the answer's "next" is the ?before= of the following page.
 import type { Server } from 'node:http';
 import type { Endpoint } from '../lib/config.ts';
 import { HttpError, RawBody, startHttp } from '../lib/http.ts';
 import { htmlPage, MAIL_HTML_POLICY, messageParts } from './body.ts';
 import { LiveEvents } from './events.ts';
+import { sendDirect, type DirectContext } from './direct.ts';
 import type { Instance } from './instance.ts';
 import { recentQueries } from './lab-dns.ts';
 import type { Maildir } from './maildir.ts';
@@ -37,16 +40,18 @@ export interface ApiContext {
   sessions: SessionStore;
   queue: Queue;
   dnsControl: Endpoint; // the lab DNS's control endpoint, for its query log
+  direct?: DirectContext; // what an instance needs to send for direct: steps (an API on stored data alone has none)
   mxWorkers?: () => { listening: number; of: number }; // with MX worker processes
 }
 
 const DISPOSITIONS = ['inbox', 'junk', 'reject', 'defer', 'refused'];
 
-export function startApi(listen: Endpoint, { instance, maildir, sessions, queue, dnsControl, mxWorkers }: ApiContext): Promise<Server> {
+export function startApi(listen: Endpoint, { instance, maildir, sessions, queue, dnsControl, direct, mxWorkers }: ApiContext): Promise<Server> {
   const events = new LiveEvents(sessions, queue);
   return startHttp(listen, async (request, url) => {
-    if (request.method !== 'GET') throw new HttpError(405, 'the API is read-only: GET only');
     const path = url.pathname.replace(/\/+$/, '');
+    if (path === '/api/direct' && request.method === 'POST' && direct) return sendDirect(request, direct);
+    if (request.method !== 'GET') throw new HttpError(405, 'the API is read-only: GET only');
     const param = (name: string) => url.searchParams.get(name) ?? undefined;
     const disposition = () => {
       const value = param('disposition');

@@ -30,8 +30,8 @@ function readConfig(env: NodeJS.ProcessEnv) {
   const dnsDefault = embedded ? `${loopbackTwin(instance.dns)}:${embeddedPort(53)}` : `${instance.dns}:53`;
   const dns = readEndpoint(env, 'LAB_DNS', dnsDefault);
   const certDir = readString(env, 'MTA_CERT_DIR', 'instances/certs');
-  const certificate = (ext: string) => {
-    const path = join(certDir, `${instance.hostname}.${ext}`);
+  const certificate = (file: string) => {
+    const path = join(certDir, file);
     try {
       return readFileSync(path);
     } catch {
@@ -53,7 +53,7 @@ function readConfig(env: NodeJS.ProcessEnv) {
     },
     dns,
     dnsControl: env.LAB_DNS_CONTROL ? readEndpoint(env, 'LAB_DNS_CONTROL', '') : undefined, // else the DNS host, port 8053
-    tls: { key: certificate('key'), cert: certificate('pem') },
+    tls: { key: certificate(`${instance.hostname}.key`), cert: certificate(`${instance.hostname}.pem`), ca: certificate('ca.pem') },
   };
 }
 

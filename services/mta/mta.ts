@@ -31,7 +31,7 @@ export interface MtaOptions {
   outbound: Outbound;
   dns: Endpoint;
   dnsControl?: Endpoint; // the lab DNS's control endpoint (query log for the console); default: the DNS host, port 8053
-  tls: { key: Buffer; cert: Buffer };
+  tls: { key: Buffer; cert: Buffer; ca: Buffer }; // ca: the lab CA, which signed every lab certificate
   log: Logger;
 }
 
@@ -80,7 +80,8 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
   const dnsControl = options.dnsControl ?? { host: options.dns.host, port: 8053 };
   const workers = options.mxWorkers ?? 1;
   const mxWorkers = workers > 1 ? () => ({ listening: mx.listening(), of: workers }) : undefined;
-  const api = await startApi(options.api, { instance, maildir, sessions, queue, dnsControl, mxWorkers });
+  const direct = { instance, outbound: options.outbound, ca: options.tls.ca };
+  const api = await startApi(options.api, { instance, maildir, sessions, queue, dnsControl, direct, mxWorkers });
   worker.start();
   const port = (server: { address(): unknown }) => (server.address() as { port: number }).port;
   const running = { mxPort: mx.port, submissionPort: port(submission.server), apiPort: port(api) };

@@ -87,6 +87,6 @@ export async function startLab(zoneDir = join(root, 'dns-zone')): Promise<TestLa
 
 export function certificates(hostname: string) {
   const dir = join(root, 'instances', 'certs');
-  return { key: readFileSync(join(dir, `${hostname}.key`)), cert: readFileSync(join(dir, `${hostname}.pem`)) };
+  return { key: readFileSync(join(dir, `${hostname}.key`)), cert: readFileSync(join(dir, `${hostname}.pem`)), ca: readFileSync(join(dir, 'ca.pem')) };
 }
 
