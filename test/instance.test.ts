@@ -36,6 +36,9 @@ test('mistakes name the file and the key', () => {
   assert.throws(check((d) => delete d.hostname), /instances\/x\.yaml: hostname: missing/);
   assert.throws(check((d) => (d.domains = { 'receiver.test': 'alice' })), /domains\.receiver\.test: must be a list of mailbox names/);
   assert.throws(check((d) => (d.policy.trustedArcSealers = ['not a domain'])), /policy\.trustedArcSealers\[0\]: must be a host name/);
+  assert.throws(check((d) => (d.policy.ambiguousFrom = 'inbox')), /instances\/x\.yaml: policy\.ambiguousFrom: must be reject or junk/);
+  assert.equal(checkInstance(receiver(), 'r.yaml').policy.ambiguousFrom, 'reject');
+  assert.equal(checkInstance({ ...receiver(), policy: { spfFailWithoutDmarc: 'junk' } }, 'r.yaml').policy.ambiguousFrom, 'reject', 'refusing by default');
 });
 
 test('the MTA process stops at once on a bad instance file, saying which', () => {

@@ -114,7 +114,7 @@ describe('a session a person types', () => {
     await smtp.command('EHLO client.example');
     smtp.write('MAIL FROM:<a@gmail.com>\r\nRCPT TO:<bob@receiver.test>\r\nRCPT TO:<nobody@receiver.test>\r\nDATA\r\n');
     assert.deepEqual([(await smtp.read()).code, (await smtp.read()).code, (await smtp.read()).code, (await smtp.read()).code], [250, 250, 550, 354]);
-    smtp.write('Subject: pipelined\r\n\r\nbody\r\n.\r\nQUIT\r\n');
+    smtp.write('From: a@gmail.com\r\nSubject: pipelined\r\n\r\nbody\r\n.\r\nQUIT\r\n');
     assert.equal((await smtp.read()).code, 250);
     assert.equal((await smtp.read()).code, 221);
   });

@@ -62,6 +62,9 @@ describe('scenario files', () => {
       'display-name', 'lookalike', 'body-tampered', 'dkim-replay', 'spf-unaligned', 'strict-alignment',
       'subdomain-policy', 'testing-mode', 'revoked-key', 'missing-selector', 'spf-softfail', 'spf-permerror',
       'servfail-retry', 'forwarding-alias', 'mailing-list-arc', 'policy-change',
+      // issue 12: spoofing defences
+      'from-twice', 'from-missing', 'from-two-mailboxes', 'arc-replay', 'spf-temperror-unsigned', 'rsa-sha1', 'null-sender',
+      'from-two-at', 'from-encoded-domain', 'from-empty-group', 'from-spaced-domain', 'np-nonexistent',
     ]) {
       assert.ok(names.includes(name), `no scenario ${name}`);
     }
@@ -74,12 +77,13 @@ describe('scenario files', () => {
     assert.equal(problem('b', good.replace('NAME', 'b').replace('dmarc: fail', 'dmarc: fial')), 'b.yaml:10: steps[0].expect.dmarc: expected one of pass, fail, softfail, neutral, none, temperror, permerror, policy (got "fial")');
     assert.equal(problem('c', good.replace('NAME', 'other')), 'c.yaml:1: name: expected "c", the file\'s name (got "other")');
     assert.equal(problem('d', good.replace('NAME', 'd').replace('via: attacker', 'via: mallory')), 'd.yaml:6: steps[0].via: expected one of sender, receiver, attacker, forwarder (got "mallory")');
-    assert.equal(problem('e', good.replace('NAME', 'e').replace('    to:', '    too:')), 'e.yaml:8: steps[0].too: unknown key (expected one of title, id, dns, via, direct, retryOf, replay, from, mailFrom, to, subject, headers, body, sign, tamper, observe, expect)');
+    assert.equal(problem('e', good.replace('NAME', 'e').replace('    to:', '    too:')), 'e.yaml:8: steps[0].too: unknown key (expected one of title, id, dns, via, direct, retryOf, replay, from, fromFields, mailFrom, to, subject, headers, body, sign, tamper, observe, expect)');
     assert.equal(problem('f', good.replace('NAME', 'f').replace('    via: attacker\n', '')), 'f.yaml:5: steps[0]: expected exactly one of via: (submission), direct: (the runner speaks SMTP) or retryOf: (the queue tries again) (got none)');
     assert.match(problem('g', `${good.replace('NAME', 'g')}  - title: again\n    retryOf: first\n    expect: { disposition: inbox }\n`), /^g\.yaml:12: steps\[1\]\.retryOf: expected the id of an earlier step \(none has one\), got "first"$/);
     assert.match(problem('h', good.replace('NAME', 'h').replace('lesson: Why it matters.\n', 'lesson: Why\ndns:\n  - { name: _dmarc.sender.test, fault: broken }\n')), /^h\.yaml:5: dns\[0\]\.fault: expected servfail, timeout, delay=MS or none \(got "broken"\)$/);
     assert.match(problem('i', `${good.replace('NAME', 'i')}      code: 550\n`), /^i\.yaml:11: steps\[0\]\.expect\.code: expected a reply code and enhanced code, e\.g\. "550 5\.7\.1" \(got 550\)$/);
     assert.match(problem('j', 'name: j\nsteps: [\n'), /^j\.yaml:\d+: not valid YAML: /);
+    assert.equal(problem('k', good.replace('NAME', 'k').replace('    from: ceo@sender.test\n', '    fromFields: [ceo@sender.test, ceo@sender.test]\n')), 'k.yaml:7: steps[0].fromFields: From fields written by hand are sent with direct: (a submitting MTA would fix them)');
   });
 
   test('scenarios that change DNS wait for those that use the names they change, and only for them', () => {

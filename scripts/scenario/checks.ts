@@ -51,6 +51,10 @@ export function compare(expect: Expect, outcome: Outcome): Check[] {
     add('code', expect.code, code);
   }
   if (expect.arcOverride !== undefined) add('arcOverride', String(expect.arcOverride), decision && String(Boolean('arcOverride' in decision && decision.arcOverride)));
+  if (expect.reason) {
+    add('reason', `contains "${expect.reason}"`, decision?.reason, decision?.reason.includes(expect.reason) ?? false);
+    if (decision) result.at(-1)!.brief = `...${expect.reason}...`;
+  }
   for (const [name, text] of Object.entries(expect.headers ?? {})) {
     const field = outcome.stored?.headers.find((h) => h.name.toLowerCase() === name.toLowerCase());
     const actual = outcome.stored ? (field?.value ?? 'no such field') : t ? 'no stored copy' : undefined;

@@ -30,16 +30,18 @@ export async function compose(scenario: Scenario, stepNumber: number, step: Step
     messageId,
     date: new Date(),
   });
-  return crlf(await mail.compile().build());
+  const built = crlf(await mail.compile().build());
+  // From fields written by hand go on top, exactly as written.
+  return step.fromFields ? Buffer.concat([Buffer.from(step.fromFields.map((f) => `From: ${f}\r\n`).join(''), 'utf8'), built]) : built;
 }
 
 // DKIM-Signature fields on top, one per key, with the lab's private keys.
 export async function sign(message: Buffer, keys: Step['sign']): Promise<Buffer> {
   if (keys.length === 0) return message;
-  const signatureData = keys.map(({ domain, selector }) => {
+  const signatureData = keys.map(({ domain, selector, algorithm }) => {
     const file = join(keyDir, domain, `${selector}.pem`);
     try {
-      return { signingDomain: domain, selector, privateKey: readFileSync(file), canonicalization: 'relaxed/relaxed' };
+      return { signingDomain: domain, selector, privateKey: readFileSync(file), canonicalization: 'relaxed/relaxed', algorithm };
     } catch {
       throw new LabError(`no lab key ${file}`);
     }

@@ -8,6 +8,8 @@ import { LineCounter, parseDocument } from 'yaml';
 export const RESULTS = ['pass', 'fail', 'softfail', 'neutral', 'none', 'temperror', 'permerror', 'policy'];
 export const DISPOSITIONS = ['inbox', 'junk', 'reject', 'defer'] as const;
 export const POLICIES = ['none', 'quarantine', 'reject'];
+// rsa-sha1 only to show that receivers refuse it (RFC 8301).
+const ALGORITHMS = ['rsa-sha256', 'ed25519-sha256', 'rsa-sha1'];
 const RECORD_TYPES = ['A', 'AAAA', 'MX', 'TXT', 'NS', 'CNAME', 'PTR', 'SOA'];
 const FAULT = /^(servfail|timeout|none|delay=\d+)$/;
 
@@ -34,6 +36,7 @@ export interface Expect {
   disposition?: (typeof DISPOSITIONS)[number];
   code?: string; // "550 5.7.1"
   arcOverride?: boolean;
+  reason?: string; // the decision's reason contains this text
   headers?: Record<string, string>; // the stored copy's field contains this text
 }
 
@@ -46,12 +49,13 @@ export interface Step {
   retryOf?: string; // no new message: the next attempt of that step's message
   replay?: string; // re-send the copy that step's message left in its mailbox
   from?: string;
+  fromFields?: string[]; // with direct: the From fields exactly as written, [] for none
   mailFrom?: string;
   to: string[];
   subject?: string;
   headers: Record<string, string>;
   body?: string;
-  sign: { domain: string; selector: string }[];
+  sign: { domain: string; selector: string; algorithm?: string }[];
   tamper?: { body?: string; subject?: string; headers?: Record<string, string> };
   observe: string; // the recipient whose MTA's decision is checked
   expect: Expect;
@@ -165,7 +169,7 @@ function checkScenario(doc: unknown, file: string, instances: string[], fail: (p
   const dnsChanges = (value: unknown, path: Path) => (value === undefined ? [] : list(value, path).map((c, i) => dnsChange(c, [...path, i])));
 
   const expectation = (value: unknown, path: Path): Expect => {
-    const m = mapping(value, path, ['spf', 'dkim', 'dmarc', 'arc', 'policy', 'disposition', 'code', 'arcOverride', 'headers']);
+    const m = mapping(value, path, ['spf', 'dkim', 'dmarc', 'arc', 'policy', 'disposition', 'code', 'arcOverride', 'reason', 'headers']);
     if (Object.keys(m).length === 0) fail(path, 'expected at least one check');
     const result = (key: string) => optional(m[key], (v) => oneOf(v, [...path, key], RESULTS));
     const dkim = optional(m.dkim, (v) => {
@@ -179,7 +183,7 @@ function checkScenario(doc: unknown, file: string, instances: string[], fail: (p
           ...(s.result !== undefined && { result: oneOf(s.result, [...at, 'result'], RESULTS) }),
           ...(s.domain !== undefined && { domain: text(s.domain, [...at, 'domain'], 'a domain') }),
           ...(s.selector !== undefined && { selector: text(s.selector, [...at, 'selector'], 'a selector') }),
-          ...(s.algorithm !== undefined && { algorithm: oneOf(s.algorithm, [...at, 'algorithm'], ['rsa-sha256', 'ed25519-sha256']) }),
+          ...(s.algorithm !== undefined && { algorithm: oneOf(s.algorithm, [...at, 'algorithm'], ALGORITHMS) }),
           ...(s.aligned !== undefined && { aligned: s.aligned as boolean }),
         };
       });
@@ -198,6 +202,7 @@ function checkScenario(doc: unknown, file: string, instances: string[], fail: (p
       disposition: optional(m.disposition, (v) => oneOf(v, [...path, 'disposition'], DISPOSITIONS)) as Expect['disposition'],
       code,
       arcOverride: m.arcOverride as boolean | undefined,
+      reason: optional(m.reason, (v) => text(v, [...path, 'reason'], 'text the decision\'s reason contains')),
       headers: optional(m.headers, (v) => fields(v, [...path, 'headers'])),
     };
     return Object.fromEntries(Object.entries(expect).filter(([, v]) => v !== undefined)) as Expect;
@@ -211,7 +216,7 @@ function checkScenario(doc: unknown, file: string, instances: string[], fail: (p
   const steps: Step[] = [];
   for (const [i, raw] of list(top.steps, ['steps']).entries()) {
     const path: Path = ['steps', i];
-    const m = mapping(raw, path, ['title', 'id', 'dns', 'via', 'direct', 'retryOf', 'replay', 'from', 'mailFrom', 'to', 'subject', 'headers', 'body', 'sign', 'tamper', 'observe', 'expect']);
+    const m = mapping(raw, path, ['title', 'id', 'dns', 'via', 'direct', 'retryOf', 'replay', 'from', 'fromFields', 'mailFrom', 'to', 'subject', 'headers', 'body', 'sign', 'tamper', 'observe', 'expect']);
     const id = optional(m.id, (v) => text(v, [...path, 'id'], 'a name for the step'));
     const earlier = (key: string) =>
       optional(m[key], (v) => {
@@ -224,25 +229,39 @@ function checkScenario(doc: unknown, file: string, instances: string[], fail: (p
     const retryOf = earlier('retryOf');
     const replay = earlier('replay');
     if (retryOf) {
-      for (const key of ['replay', 'from', 'mailFrom', 'to', 'subject', 'headers', 'body', 'sign', 'tamper', 'observe']) {
+      for (const key of ['replay', 'from', 'fromFields', 'mailFrom', 'to', 'subject', 'headers', 'body', 'sign', 'tamper', 'observe']) {
         if (key in m) fail([...path, key], 'retryOf sends nothing new: the earlier step says what was sent');
       }
     }
     if (replay) {
       if (m.direct === undefined) fail([...path, 'replay'], 'a replay is sent with direct: (the stored copy, as it is)');
-      for (const key of ['from', 'subject', 'headers', 'body', 'sign']) if (key in m) fail([...path, key], 'a replay sends the stored copy as it is');
+      for (const key of ['from', 'fromFields', 'subject', 'headers', 'body', 'sign']) if (key in m) fail([...path, key], 'a replay sends the stored copy as it is');
       if (m.mailFrom === undefined) fail([...path, 'mailFrom'], 'expected the envelope sender of the replay (e.g. mallory@attacker.test)');
     }
-    if (!retryOf && !replay && m.from === undefined) fail([...path, 'from'], 'expected the From: address (e.g. alice@sender.test or "Alice <alice@sender.test>")');
+    if (m.fromFields !== undefined) {
+      if (m.from !== undefined) fail([...path, 'fromFields'], 'expected from: or fromFields:, not both');
+      if (m.direct === undefined) fail([...path, 'fromFields'], 'From fields written by hand are sent with direct: (a submitting MTA would fix them)');
+      if (m.mailFrom === undefined) fail([...path, 'mailFrom'], 'expected the envelope sender: fromFields does not say one');
+    } else if (!retryOf && !replay && m.from === undefined) fail([...path, 'from'], 'expected the From: address (e.g. alice@sender.test or "Alice <alice@sender.test>")');
     if (m.via !== undefined && (m.sign !== undefined || m.tamper !== undefined)) fail([...path, m.sign !== undefined ? 'sign' : 'tamper'], 'the submitting MTA signs what it sends: use direct: to sign and tamper by hand');
     const from = optional(m.from, (v) => text(v, [...path, 'from'], 'the From: address'));
+    const fromFields = optional(m.fromFields, (v) =>
+      list(v, [...path, 'fromFields']).map((f, j) => {
+        if (typeof f !== 'string' || /[\r\n]/.test(f)) fail([...path, 'fromFields', j], `expected a From field's value on one line (got ${got(f)})`);
+        return f as string;
+      }),
+    );
     const fromAddress = from && address(/<([^<>]+)>\s*$/.exec(from)?.[1] ?? from, [...path, 'from']);
     const to = retryOf ? steps[ids.get(retryOf)!].to : addresses(m.to, [...path, 'to']);
     if (m.direct !== undefined && new Set(to.map((a) => a.split('@')[1])).size > 1) fail([...path, 'to'], 'expected recipients in one domain: direct: is one SMTP session with one MX');
     const sign = m.sign === undefined ? [] : (Array.isArray(m.sign) ? m.sign : [m.sign]).map((s, j) => {
       const at = Array.isArray(m.sign) ? [...path, 'sign', j] : [...path, 'sign'];
-      const k = mapping(s, at, ['domain', 'selector']);
-      return { domain: text(k.domain, [...at, 'domain'], 'the signing domain (d=)'), selector: text(k.selector, [...at, 'selector'], 'the selector (s=)') };
+      const k = mapping(s, at, ['domain', 'selector', 'algorithm']);
+      return {
+        domain: text(k.domain, [...at, 'domain'], 'the signing domain (d=)'),
+        selector: text(k.selector, [...at, 'selector'], 'the selector (s=)'),
+        ...(k.algorithm !== undefined && { algorithm: oneOf(k.algorithm, [...at, 'algorithm'], ALGORITHMS) }),
+      };
     });
     const tamper = optional(m.tamper, (v) => {
       const t = mapping(v, [...path, 'tamper'], ['body', 'subject', 'headers']);
@@ -261,6 +280,7 @@ function checkScenario(doc: unknown, file: string, instances: string[], fail: (p
       retryOf,
       replay,
       from,
+      fromFields,
       mailFrom: optional(m.mailFrom, (v) => (v === '' ? '' : address(v, [...path, 'mailFrom']))) ?? fromAddress,
       to,
       subject: optional(m.subject, (v) => text(v, [...path, 'subject'])),

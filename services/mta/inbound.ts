@@ -166,7 +166,8 @@ export function createInbound(ctx: InboundContext): SMTPServer {
       reverse: (address: string, callback: (error: Error | null, names?: string[]) => void) => {
         resolver
           .resolve(reverseName(labAddress(address)), 'PTR')
-          .then((names) => callback(null, names as string[]), (error) => callback(error));
+          // A copy: smtp-server takes names off the list it gets, and this one is the cache's.
+          .then((names) => callback(null, [...(names as string[])]), (error) => callback(error));
       },
     } as never,
 

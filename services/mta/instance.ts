@@ -7,6 +7,7 @@ import { parse } from 'yaml';
 import { ConfigError } from '../lib/config.ts';
 
 export type SpfFailAction = 'inbox' | 'junk' | 'reject';
+export type AmbiguousFromAction = 'reject' | 'junk';
 
 export interface DkimSelector {
   domain: string; // the signing domain (d=); its key is <keyDir>/<domain>/<selector>.pem
@@ -24,7 +25,7 @@ export interface Instance {
   domains: Map<string, Set<string>>; // domain -> mailbox local parts
   ports: { mx: number; submission: number; api: number };
   limits: { messageSize: number; recipients: number; clients: number; idleSeconds: number };
-  policy: { spfFailWithoutDmarc: SpfFailAction; trustedArcSealers: string[] };
+  policy: { spfFailWithoutDmarc: SpfFailAction; trustedArcSealers: string[]; ambiguousFrom: AmbiguousFromAction };
   submission: {
     plaintextAuth: boolean; // AUTH without STARTTLS: a lab convenience, off in real life
     senders: 'own' | 'any'; // which envelope and From domains a user may use
@@ -113,11 +114,14 @@ export function checkInstance(doc: unknown, file: string): Instance {
 
   const ports = object(top.ports, 'ports', ['mx', 'submission', 'api']);
   const limits = object(top.limits, 'limits', ['messageSize', 'recipients', 'clients', 'idleSeconds']);
-  const policy = object(top.policy, 'policy', ['spfFailWithoutDmarc', 'trustedArcSealers']);
+  const policy = object(top.policy, 'policy', ['spfFailWithoutDmarc', 'trustedArcSealers', 'ambiguousFrom']);
   const actions: SpfFailAction[] = ['inbox', 'junk', 'reject'];
   if (!actions.includes(policy.spfFailWithoutDmarc as SpfFailAction)) {
     fail('policy.spfFailWithoutDmarc', `must be one of ${actions.join(', ')}`);
   }
+  // A message whose From: is not one field with one mailbox: refused unless the file says junk.
+  const ambiguousFrom = policy.ambiguousFrom ?? 'reject';
+  if (ambiguousFrom !== 'reject' && ambiguousFrom !== 'junk') fail('policy.ambiguousFrom', 'must be reject or junk');
   const sealers = policy.trustedArcSealers ?? [];
   if (!Array.isArray(sealers)) fail('policy.trustedArcSealers', 'must be a list of domains');
 
@@ -212,6 +216,7 @@ export function checkInstance(doc: unknown, file: string): Instance {
     policy: {
       spfFailWithoutDmarc: policy.spfFailWithoutDmarc as SpfFailAction,
       trustedArcSealers: (sealers as unknown[]).map((s, i) => hostname(s, `policy.trustedArcSealers[${i}]`)),
+      ambiguousFrom: ambiguousFrom as AmbiguousFromAction,
     },
     submission: { plaintextAuth: submission.plaintextAuth as boolean, senders: submission.senders as 'own' | 'any', passwords },
     dkim,
