@@ -78,13 +78,13 @@ export async function mainDaemon(): Promise<{ started: boolean; stop(): Promise<
 
 // node:24-slim made offline when it cannot be pulled, then the lab's image,
 // both with the main daemon. Returns the build's time.
-export async function buildImage(): Promise<number> {
+export async function buildImage({ noCache = false } = {}): Promise<number> {
   await ok('bash', [join(dockerTools()!, 'base-image.sh')], { timeoutMs: 900_000 });
   // The main daemon builds (the classic builder: no buildx here); labd.sh copies the image over.
   const env: NodeJS.ProcessEnv = { ...process.env, DOCKER_BUILDKIT: '0', COMPOSE_DOCKER_CLI_BUILD: '0' };
   delete env.DOCKER_HOST;
   const [command, ...args] = composeCommand();
-  return (await ok(command, [...args, 'build'], { env, timeoutMs: 900_000 })).ms;
+  return (await ok(command, [...args, 'build', ...(noCache ? ['--no-cache'] : [])], { env, timeoutMs: 900_000 })).ms;
 }
 
 export async function labDaemonUp(): Promise<void> {
