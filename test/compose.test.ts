@@ -119,3 +119,25 @@ test("Compose is found: docker compose (v2), else docker-compose (v1), or COMPOS
   assert.equal(find({ ...process.env, COMPOSE: '' }), v2 ? 'docker compose' : 'docker-compose');
   assert.equal(find({ ...process.env, COMPOSE: 'docker-compose' }), 'docker-compose');
 });
+
+test('the lab CLI with --compose, when no compose lab answers: what to start, and with which Compose', async (t) => {
+  if (!requireTool(t, 'docker-compose', 'docker-compose')) return;
+  const published = publishedLab(lab);
+  const answering = await Promise.all(published.services.map((s) => fetch(s.health, { signal: AbortSignal.timeout(500) }).then(() => s.health, () => undefined)));
+  if (answering.some(Boolean)) return t.skip(`a compose lab answers here (${answering.filter(Boolean).join(', ')})`);
+  const cli = (...args: string[]) => spawnSync(process.execPath, ['scripts/lab.ts', ...args], { cwd: root, encoding: 'utf8', env: { ...process.env, DOCKER_HOST: 'unix:///nonexistent.sock' } });
+  const compose = spawnSync('docker', ['compose', 'version']).status === 0 ? 'docker compose' : 'docker-compose';
+
+  const status = cli('status', '--compose');
+  assert.equal(status.status, 1);
+  assert.equal(status.stderr, `lab: no lab is running: no service answers (start it with: ${compose} up -d)\n`);
+  const inbox = cli('inbox', '--compose');
+  // The first MTA it asks is the sender, whose API compose publishes on 8026.
+  assert.equal(inbox.stderr, `lab: nothing answers at 127.0.0.1:8026: is the lab running? (start it with: ${compose} up -d)\n`);
+  const viaReceiver = cli('send', '--compose', '--via', 'receiver', '--from', 'alice@receiver.test', '--to', 'bob@receiver.test');
+  assert.equal(viaReceiver.status, 2);
+  assert.match(viaReceiver.stderr, /receiver's submission port is not published by compose\.yaml/);
+  const runner = cli('--compose');
+  assert.equal(runner.status, 2);
+  assert.equal(runner.stderr, `lab: --compose is for the commands (status, send, lookup, inbox): under Docker the lab runs with ${compose} up -d\n`);
+});

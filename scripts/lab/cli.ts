@@ -4,6 +4,7 @@
 // both.
 import { ConfigError } from '../../services/lib/config.ts';
 import type { Lab } from './compose.ts';
+import { composeCommand } from './compose-command.ts';
 import { LabError, LabNotAnswering } from './errors.ts';
 import { notRunningHint, reachLab } from './published.ts';
 import { runLab } from './run.ts';
@@ -23,17 +24,21 @@ const commands: Record<string, () => Promise<Command>> = {
 
 export async function main(argv: string[]): Promise<number> {
   const [name, ...args] = argv;
+  const compose = argv.includes('--compose');
   const rest = args.filter((a) => a !== '--compose');
   let lab: Lab | undefined;
   try {
-    if (name === undefined || name.startsWith('-')) return await runLab(argv);
+    if (name === undefined || name.startsWith('-')) {
+      if (compose) throw new LabError(`--compose is for the commands (status, send, lookup, inbox): under Docker the lab runs with ${composeCommand().join(' ')} up -d`, 2);
+      return await runLab(argv);
+    }
     if (!Object.hasOwn(commands, name)) throw new LabError(`unknown command "${name}" (npm run lab -- --help lists them)`, 2);
     const command = await commands[name]();
     if (rest.includes('--help') || rest.includes('-h')) {
       process.stdout.write(`${command.usage}\n`);
       return 0;
     }
-    lab = reachLab(rest.length < args.length);
+    lab = reachLab(compose);
     return await command.run(rest, lab);
   } catch (error) {
     // Mistakes a person can fix are one line, without a stack trace.

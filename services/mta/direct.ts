@@ -23,7 +23,7 @@ import type { Outbound } from './deliver.ts';
 import type { Instance } from './instance.ts';
 import { smtpSend, type Envelope, type Reply } from './smtp-client.ts';
 
-export const LAB_GATEWAY = `${LAB_PREFIX}1`;
+const LAB_GATEWAY = `${LAB_PREFIX}1`;
 
 export interface DirectContext {
   instance: Instance;
