@@ -64,7 +64,8 @@ test('receiver stopped, then started: the message waits in the queue (attempts, 
 
   const waiting = await waitFor('a failed attempt', async () => {
     const entry = await api<QueueEntry>(sender, `/api/queue/${id}`);
-    return entry.attempts >= 1 ? entry : undefined;
+    // The count goes up as the attempt begins; its error comes when it is over.
+    return entry.attempts >= 1 && entry.lastError ? entry : undefined;
   });
   assert.match(waiting.lastError!, /^mx\.receiver\.test \[192\.0\.2\.20\]: .*ECONNREFUSED/);
   assert.deepEqual(waiting.recipients.map((r) => [r.address, r.status]), [['bob@receiver.test', 'queued']]);
