@@ -1,14 +1,18 @@
 // The web console in a real browser (Debian's chromium, headless): a message
 // submitted to the sender shows up live in the receiver's console, and its
 // "why" view tells its story; a malicious HTML message runs nothing, loads
-// nothing and submits nothing. With SCREENSHOTS=1 it also writes the
-// README's pictures to docs/screenshots/.
+// nothing and submits nothing; the browser itself reaches nothing beyond
+// loopback. With SCREENSHOTS=1 it also writes the README's pictures to
+// docs/screenshots/.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { authenticate, sealMessage } from 'mailauth';
+import { dkimSign } from 'mailauth/lib/dkim/sign.js';
 import type { Page } from 'playwright-core';
-import { openBrowser } from './support/browser.ts';
+import { LabResolver } from '../services/lib/resolver.ts';
+import { beyondLoopback, openBrowser } from './support/browser.ts';
 import { startLab, type LabMta, type TestLab } from './support/lab.ts';
 import { api, message, submit, waitFor } from './support/mail.ts';
 
@@ -196,4 +200,89 @@ test('a malicious HTML message runs no script, loads nothing and submits no form
   assert.equal(await frame.locator('#visible').innerText(), 'Harmless looking text, and a link', 'the frame still shows the message: no refresh, no form submission, no link followed');
   assert.equal(browser.pages().length, 2, 'no window opened'); // the probe's page is closed: this one and the blank first one
   await shoot(page, 'console-html-sandbox');
+});
+
+test('the browser reaches loopback addresses and nothing else: names and other addresses go to the gate, refused', async (t) => {
+  const browser = await openBrowser(t);
+  if (!browser) return;
+  const reached: string[] = [];
+  const watcher: Server = createServer((request, response) => {
+    reached.push(`${request.method} ${request.url}`);
+    response.setHeader('content-type', 'text/html');
+    response.end('<link rel="icon" href="data:,">here'); // no favicon request
+  });
+  await new Promise<void>((resolve) => watcher.listen(0, '127.0.0.1', resolve));
+  t.after(() => watcher.close());
+  const port = (watcher.address() as { port: number }).port;
+  const page = await browser.newPage();
+  const status = async (url: string) => (await page.goto(url).then((r) => String(r?.status()), (error: Error) => error.message.split('\n')[0]));
+
+  assert.equal(await status(`http://127.0.0.1:${port}/direct`), '200', 'a loopback address is reached directly');
+  // A page's own requests have no way out either.
+  const fetched = await page.evaluate(async (url) => await fetch(url).then((r) => String(r.status), (e: Error) => e.message), 'http://203.0.113.7/fetch');
+  assert.equal(fetched, 'Failed to fetch');
+  // localhost is a name: not resolved, not reached, but handed to the gate.
+  assert.equal(await status(`http://localhost:${port}/by-name`), '403');
+  assert.equal(await status('http://203.0.113.7/'), '403'); // TEST-NET-3: an address beyond loopback
+  assert.equal(await status('http://beyond.invalid/'), '403');
+  assert.match(await status('https://beyond.invalid/'), /ERR_TUNNEL_CONNECTION_FAILED/);
+  assert.deepEqual(reached, ['GET /direct'], 'only the loopback address reached the watcher');
+  const refused = beyondLoopback(browser);
+  for (const attempt of ['GET http://203.0.113.7/fetch', `GET http://localhost:${port}/by-name`, 'GET http://203.0.113.7/', 'GET http://beyond.invalid/', 'CONNECT beyond.invalid:443']) {
+    assert.ok(refused.includes(attempt), `${attempt} went to the gate (it saw: ${refused.join(', ')})`);
+  }
+});
+
+// What list.forwarder.test does with alice's message: checks it (DMARC
+// passes), tags the subject (breaking the signature) and seals what it saw.
+async function listCopy(subject: string): Promise<string> {
+  const key = (domain: string) => readFileSync(new URL(`../dns-zone/dkim/${domain}/rsa2048.pem`, import.meta.url));
+  const original = `From: Alice <alice@sender.test>\r\nTo: class@forwarder.test\r\nSubject: ${subject}\r\nMessage-ID: <${subject.replace(/\W/g, '-')}@sender.test>\r\n\r\nChapter 3.\r\n`;
+  const signing = { signatureData: [{ signingDomain: 'sender.test', selector: 'rsa2048', privateKey: key('sender.test') }] };
+  const signed = (await dkimSign(original, signing as unknown as Parameters<typeof dkimSign>[1])).signatures + original;
+  const resolver = new LabResolver({ host: '127.0.2.53', port: lab.dnsPort });
+  const seen = await authenticate(signed, { ip: '192.0.2.10', helo: 'mta.sender.test', sender: 'alice@sender.test', mta: 'list.forwarder.test', resolver: ((n: string, t: string) => resolver.resolve(n, t)) as never, disableBimi: true });
+  const arc = seen.arc as { authResults: unknown; status: { result: string } };
+  const changed = signed.replace(`Subject: ${subject}`, `Subject: [class] ${subject}`);
+  const seal = await sealMessage(changed, { signingDomain: 'forwarder.test', selector: 'rsa2048', privateKey: key('forwarder.test'), authResults: arc.authResults, cv: arc.status.result } as never);
+  return seal.toString() + changed;
+}
+
+test("the why view says whether an ARC override was granted and why, and when the author is unclear", async (t) => {
+  const browser = await openBrowser(t);
+  if (!browser) return;
+  const mx = { host: receiver.host, submissionPort: receiver.mxPort };
+  const sessionOf = async (messageId: string, client: string) =>
+    waitFor(`${messageId} from ${client}`, async () => (await api<{ id: string; client: string }[]>(receiver, `/api/sessions?messageId=${encodeURIComponent(messageId)}`)).find((s) => s.client === client)?.id);
+  const story = async (id: string) => {
+    const page = await browser.newPage();
+    await page.goto(`${consoleUrl()}#/session/${encodeURIComponent(id)}`);
+    await page.getByRole('heading', { name: 'Policy and decision' }).waitFor();
+    const text = await page.locator('main').innerText();
+    await page.close();
+    return text;
+  };
+
+  // The list delivers its copy itself; then the attacker replays it.
+  const copy = await listCopy('Homework week 5');
+  assert.equal((await submit(mx, { client: '127.0.2.30', mailFrom: 'class-bounces@forwarder.test', to: ['bob@receiver.test'], data: copy })).code, 250);
+  assert.equal((await submit(mx, { client: attacker.host, mailFrom: 'mallory@attacker.test', to: ['alice@receiver.test'], data: copy })).code, 550);
+  const granted = await story(await sessionOf('<Homework-week-5@sender.test>', '192.0.2.30'));
+  assert.match(granted, /Delivered by the sealer itself\? Yes: SPF passed for forwarder\.test, inside the sealer's domain forwarder\.test/);
+  assert.match(granted, /ARC override granted: forwarder\.test is a trusted ARC sealer, .*and it delivered this copy/);
+  assert.match(granted, /Decision path: arc-override\./);
+  const declined = await story(await sessionOf('<Homework-week-5@sender.test>', '192.0.2.66'));
+  assert.match(declined, /Delivered by the sealer itself\? No: the client 192\.0\.2\.66 is not forwarder\.test's: its reverse name is mta\.attacker\.test/);
+  assert.match(declined, /ARC override not granted: forwarder\.test is trusted and saw dmarc=pass, but it did not deliver this copy/);
+  assert.match(declined, /✗ Rejected 550 5\.7\.1/);
+
+  // Two From fields: the author check speaks first, and DMARC was not evaluated.
+  const twice = 'From: ceo@sender.test\r\nFrom: ceo@sender.test\r\nTo: alice@receiver.test\r\nSubject: twice\r\nMessage-ID: <twice@attacker.test>\r\n\r\nPay now.\r\n';
+  assert.equal((await submit(mx, { client: attacker.host, mailFrom: 'mallory@attacker.test', to: ['alice@receiver.test'], data: twice })).code, 550);
+  const unclear = await story(await sessionOf('<twice@attacker.test>', '192.0.2.66'));
+  assert.match(unclear, /✗ From fail\s+Is the author clear: exactly one From field with one mailbox\?\s+2 From fields/);
+  assert.match(unclear, /Here DMARC was not evaluated \(not evaluated: more than one From field \(multiple-from-fields\)\)/);
+  assert.match(unclear, /The author is unclear, which this instance's local policy \(ambiguousFrom\) decides on before DMARC\./);
+  assert.match(unclear, /Decision path: author-reject\./);
+  assert.doesNotMatch(unclear, /No DMARC policy applies/);
 });

@@ -40,6 +40,7 @@ async function story(r: StepResult): Promise<string[]> {
   if (c) {
     lines.push(
       '  verdicts:',
+      ...(c.author ? [`    From   ${(c.author.problem ? 'unclear' : 'clear').padEnd(9)} ${c.author.problem ?? `one field, one mailbox: ${c.author.mailboxes[0]}`}`] : []),
       `    SPF    ${c.spf.result.padEnd(9)} ${c.spf.domain ?? '-'}: ${c.spf.reason}`,
       ...c.dkim.map((d) => `    DKIM   ${d.result.padEnd(9)} ${d.domain ? `d=${d.domain} s=${d.selector} ${d.algorithm}: ` : ''}${d.reason}`),
       `    DMARC  ${c.dmarc.result.padEnd(9)} ${c.dmarc.reason}`,
@@ -53,6 +54,7 @@ async function story(r: StepResult): Promise<string[]> {
   const folder = t.deliveries.find((x) => x.mailbox === step.observe)?.folder;
   lines.push(`  decision: ${d.disposition}${code}${folder ? ` -> ${folder}` : ''}: ${d.reason}`);
   if ('arcOverride' in d && d.arcOverride) lines.push(`  ARC override: ${d.arcOverride}`);
+  if ('arcDeclined' in d && d.arcDeclined) lines.push(`  ARC override not granted: ${d.arcDeclined}`);
   if (c) lines.push(`  in short: spf=${c.spf.result} dkim=${oneWord(c.dkim)} dmarc=${c.dmarc.result}${c.arc.instances ? ` arc=${c.arc.result}` : ''}`);
   return lines;
 }

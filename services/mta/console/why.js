@@ -84,12 +84,21 @@ export function dnsQuestions(t) {
   );
 }
 
+// The author check before DMARC: one From field, one mailbox, read one way.
+function author(a) {
+  if (!a) return null; // a record from before the check
+  const question = 'Is the author clear: exactly one From field with one mailbox?';
+  if (a.problem) return check(checkBadge('From', 'fail'), question, a.problem);
+  return check(checkBadge('From', 'pass'), question, `One From field, one mailbox: ${a.mailboxes[0]}; DMARC judges ${a.domain}, the domain the reader sees.`);
+}
+
 export function checks(t) {
   const { spf, dkim, arc } = t.checks;
   const mailFrom = t.envelope.mailFrom;
   return section(
     '3',
     'The checks',
+    author(t.checks.author),
     check(
       checkBadge('SPF', spf.result),
       `May ${t.envelope.mailFrom ? 'the MAIL FROM domain' : 'the HELO name (MAIL FROM was empty)'} ${spf.domain ?? ''} send from this address?`,
@@ -105,6 +114,7 @@ export function checks(t) {
       arc.instances ? `An ARC chain of ${arc.instances} hop${arc.instances === 1 ? '' : 's'}${arc.sealer ? `, last sealed by ${arc.sealer}` : ''}` : 'Did a forwarder vouch for what it saw?',
       arc.reason,
       arc.sealerSaw && h('div', {}, `The sealer saw: DMARC ${arc.sealerSaw.dmarc ?? '?'}, SPF ${arc.sealerSaw.spf ?? '?'}, DKIM ${arc.sealerSaw.dkim || '?'}`),
+      arc.delivery && h('div', {}, `Delivered by the sealer itself? ${arc.delivery.bySealer ? 'Yes' : 'No'}: ${arc.delivery.reason}`),
     ),
   );
 }
@@ -191,10 +201,13 @@ export function decision(t, record) {
     policy.push(h('li', {}, `DMARC policy published: p=${dmarc.published}${dmarc.testMode ? ' with t=y (testing)' : ''}.`));
     const why = dmarc.policy === dmarc.published ? '' : ' (sp= applies to subdomains, np= to names that do not exist, t=y makes a policy one step milder)';
     policy.push(h('li', {}, `Policy applied to ${dmarc.fromDomain}: ${dmarc.policy}${why}.`));
-  } else if (dmarc) {
+  } else if (dmarc && !t.checks.author?.problem) {
     policy.push(h('li', {}, 'No DMARC policy applies: the local policy of this instance decides, on SPF alone.'));
   }
-  if (d.arcOverride) policy.push(h('li', {}, `ARC: ${d.arcOverride}.`));
+  if (t.checks?.author?.problem) policy.push(h('li', {}, `The author is unclear, which this instance's local policy (ambiguousFrom) decides on before DMARC.`));
+  if (d.arcOverride) policy.push(h('li', {}, `ARC override granted: ${d.arcOverride}.`));
+  if (d.arcDeclined) policy.push(h('li', {}, `ARC override not granted: ${d.arcDeclined}.`));
+  if (d.rule) policy.push(h('li', {}, 'Decision path: ', h('code', {}, d.rule), '.'));
   const index = record.transactions.indexOf(t);
   // The reply as sent; until the session's record has it, the code decided on.
   const heard = (index === -1 ? undefined : replyAfterData(record, index)) ?? (d.code ? `${d.code} ${d.enhanced}` : undefined);
