@@ -187,7 +187,7 @@ export function alignment(t) {
     '4',
     'DMARC: does an authenticated domain match the From domain?',
     h('p', {}, 'DMARC passes when SPF or DKIM passes for a domain aligned with the From domain: identical under strict alignment, the same organizational domain under relaxed.'),
-    evaluated ? null : h('p', {}, `Here DMARC was not evaluated (${dmarc.reason}), so alignment decides nothing.`),
+    evaluated ? null : h('p', {}, `Here DMARC was not evaluated (${dmarc.reason.replace(/^not evaluated: /, '')}), so alignment decides nothing.`),
     h('div', { class: 'scroll' }, h('table', { class: 'list alignment' }, h('thead', {}, h('tr', {}, ['Identifier', 'Domain', 'Check', 'Compared with the From domain', 'Counts for DMARC?'].map((x) => h('th', { scope: 'col' }, x)))), h('tbody', {}, rows))),
     check(checkBadge('DMARC', dmarc.result), `DMARC for ${from ?? 'the From domain'}`, dmarc.reason, dmarc.record && h('div', {}, 'Record: ', h('code', {}, dmarc.record))),
   );
