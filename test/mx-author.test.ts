@@ -141,6 +141,16 @@ describe('From fields that read more than one way (the audit)', () => {
   }
 });
 
+test('a Unicode From domain is one clear author, and DMARC is asked about its A-label form', async () => {
+  const { reply, t } = await attack(['ceo@bücher.test']);
+  assert.match(reply.text, /^250 2\.6\.0 Delivered to INBOX/, 'no such domain in the lab: no DMARC record, SPF passes for attacker.test');
+  assert.equal(t.checks.author.domain, 'xn--bcher-kva.test');
+  assert.equal(t.checks.author.problem, undefined);
+  assert.equal(t.checks.dmarc.fromDomain, 'xn--bcher-kva.test');
+  assert.ok(t.dns.some((q: { name: string }) => q.name === '_dmarc.xn--bcher-kva.test'), 'the DMARC question is in A-labels');
+  assert.equal(t.decision.rule, 'no-dmarc');
+});
+
 describe('ambiguousFrom: junk', () => {
   test('two From fields go to Junk, with the reason', async () => {
     const { reply, t } = await attack(['ceo@sender.test', 'ceo@sender.test'], lenient);
