@@ -1,5 +1,6 @@
 // Session records as journals: each save appends what is new, a line torn by
-// a crash is skipped, and a store opened afterwards reads what was saved.
+// a crash is skipped, and a store opened afterwards reads what was saved (and
+// closes, as interrupted, what the crash left open).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -42,7 +43,12 @@ test('each save appends only what is new; a torn last line is skipped; a new sto
 
     appendFileSync(join(dir, file), '{"id":"a","transcriptFrom":3,"transcr'); // a crash halfway through a line
     const reopened = new SessionStore(dir, 100);
-    assert.deepEqual(await reopened.get('a'), record);
+    // Open when the crash came: the new store closes it, on a line of its own.
+    const { endedAt, interrupted, ...kept } = (await reopened.get('a'))!;
+    assert.deepEqual(kept, record);
+    assert.ok(endedAt && interrupted?.reason.startsWith('the MTA stopped without closing the session'));
+    const text = readFileSync(join(dir, file), 'utf8');
+    assert.ok(text.endsWith('"transcr\n' + text.split('\n').at(-2) + '\n'), 'the close line follows the torn one, not inside it');
     assert.deepEqual(reopened.list({ messageId: '<m2@sender.test>' }).map((s) => s.id), ['a']);
     assert.deepEqual(reopened.list({ recipient: 'alice@receiver.test' })[0].deliveries.map((d) => d.id), ['d1', 'd2', 'd3']);
     assert.equal(reopened.findDelivery('d3')?.session, 'a');

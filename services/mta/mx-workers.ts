@@ -113,6 +113,8 @@ export async function runMxWorker(options: MtaOptions): Promise<void> {
     notes = [];
     if (told.length) await tell({ kind: 'sessions', notes: told });
   };
+  // A journal, never a store: a store closes the records it finds open
+  // (sessions.ts), and the first process and sibling workers have theirs open.
   const sessions = new SessionJournal(join(options.dataDir, 'sessions'), (note) => {
     if (notes.push(note) === 1) setTimeout(() => void tellNotes(), NOTES_EVERY_MS);
   });

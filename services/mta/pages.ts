@@ -45,6 +45,7 @@ export interface SessionRow {
   id: string;
   startedAt: string;
   endedAt?: string;
+  interrupted?: SessionRecord['interrupted']; // closed at start after a crash: why, and what endedAt rests on
   client: SessionRecord['client'];
   tls: boolean;
   transactions: TransactionRow[];
@@ -115,6 +116,7 @@ export function sessionRow(record: SessionRecord): SessionRow {
     id: record.id,
     startedAt: record.startedAt,
     endedAt: record.endedAt,
+    interrupted: record.interrupted,
     client: record.client,
     tls: Boolean(record.tls),
     transactions: record.transactions.map(transactionRow),

@@ -9,7 +9,11 @@
 // the API lists and searches, and the retention. In one process the store
 // writes through its own journal; with MX worker processes, each worker has
 // a journal and tells the store in the first process what it saved.
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
+//
+// A record without an end that the store finds when it opens was left open
+// by an MTA that stopped without closing it (a crash, kill -9): the store
+// closes it then, marked interrupted (see closeInterrupted).
+import { closeSync, fdatasyncSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Question } from '../lib/resolver.ts';
@@ -40,16 +44,26 @@ export interface SessionRecord {
   instance: string;
   startedAt: string;
   endedAt?: string;
+  interrupted?: Interrupted; // closed at start, not by the session itself
   client: { address: string; port: number; hostname?: string; helo?: string };
   tls?: { protocol?: string; cipher?: string };
   transcript: TranscriptLine[];
   transactions: Transaction[];
 }
 
+// Why a session ended without its own end, and what its end time rests on.
+export interface Interrupted {
+  reason: string;
+  foundAt: string; // when the MTA, starting, found it open
+  endedAtFrom: string; // the evidence for endedAt
+}
+
 // What the list and the filters need, kept in memory.
 export interface SessionSummary {
   id: string;
   startedAt: string;
+  endedAt?: string;
+  interrupted?: Interrupted;
   client: string;
   messageIds: string[];
   recipients: string[];
@@ -76,6 +90,8 @@ interface TransactionSummary {
 interface Entry {
   id: string;
   startedAt: string;
+  endedAt?: string;
+  interrupted?: Interrupted;
   client: string;
   file: string;
   transactions: TransactionSummary[];
@@ -85,6 +101,7 @@ interface Entry {
 export interface SessionNote {
   id: string;
   startedAt: string;
+  endedAt?: string;
   client: string;
   file: string;
   transactionsFrom: number;
@@ -154,8 +171,8 @@ export class SessionJournal {
     done.transcript = transcript.length;
     done.transactions = transactions.length;
     if (record.endedAt) this.written.delete(record.id);
-    const { id, startedAt, client } = record;
-    await this.saved({ id, startedAt, client: client.address, file, transactionsFrom: update.transactionsFrom, transactions: update.transactions.map(summarize) });
+    const { id, startedAt, endedAt, client } = record;
+    await this.saved({ id, startedAt, endedAt, client: client.address, file, transactionsFrom: update.transactionsFrom, transactions: update.transactions.map(summarize) });
   }
 
   private close(done: Written): void {
@@ -179,9 +196,14 @@ export class SessionStore {
     this.dir = dir;
     this.kept = kept;
     this.journal = new SessionJournal(dir, (note) => this.note(note));
+    // One pass over the files: the index, and the ends a crash left out.
+    const foundAt = new Date().toISOString();
     for (const file of readdirSync(dir).filter((f) => f.endsWith('.jsonl')).sort()) {
-      const record = replay(readFileSync(join(dir, file), 'utf8'));
-      if (record) this.index.set(record.id, entry(record, file));
+      const text = readFileSync(join(dir, file), 'utf8');
+      const record = replay(text);
+      if (!record) continue;
+      if (!record.endedAt) closeInterrupted(join(dir, file), text, record, foundAt);
+      this.index.set(record.id, entry(record, file));
     }
   }
 
@@ -194,6 +216,7 @@ export class SessionStore {
   async note(note: SessionNote): Promise<void> {
     const known = this.index.get(note.id) ?? { id: note.id, startedAt: note.startedAt, client: note.client, file: note.file, transactions: [] };
     place(known.transactions, note.transactionsFrom, note.transactions);
+    known.endedAt = note.endedAt;
     this.index.set(note.id, known);
     await this.trim();
   }
@@ -253,13 +276,42 @@ function replay(text: string): SessionRecord | undefined {
   return record;
 }
 
+// Closes a record that a stopped MTA left open. The store opens before
+// anything writes sessions (the MX, and MX workers, start after it; workers
+// that start later never open a store), so no live process has this record
+// open: its writer is gone. Its end time is the best evidence there is, the
+// last write to its file (never before its last transcript line); the close
+// is a line like any save, fsynced, so the next start finds it closed.
+// An accepted message in it stays as it was: its 250 came after its save.
+function closeInterrupted(path: string, text: string, record: SessionRecord, foundAt: string): void {
+  const fd = openSync(path, 'a');
+  try {
+    const lastWrite = fstatSync(fd).mtime.toISOString();
+    const lastLine = record.transcript.at(-1)?.at ?? record.startedAt;
+    record.endedAt = lastWrite >= lastLine ? lastWrite : lastLine;
+    record.interrupted = {
+      reason: `the MTA stopped without closing the session (crash or kill); found open at start at ${foundAt}`,
+      foundAt,
+      endedAtFrom: lastWrite >= lastLine ? "the last write to its record (the file's modification time)" : 'its last transcript line',
+    };
+    const { transcript, transactions, ...fields } = record;
+    const update: Update = { ...fields, transcriptFrom: transcript.length, transcript: [], transactionsFrom: transactions.length, transactions: [] };
+    // After a line torn by the crash, a new line.
+    writeAll(fd, Buffer.from(`${text === '' || text.endsWith('\n') ? '' : '\n'}${JSON.stringify(update)}\n`));
+    fdatasyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 // Puts items into a list from a position on, over what is there.
 function place<T>(list: T[], from: number, items: T[]): void {
   for (const [i, item] of items.entries()) list[from + i] = item;
 }
 
 function entry(record: SessionRecord, file: string): Entry {
-  return { id: record.id, startedAt: record.startedAt, client: record.client.address, file, transactions: record.transactions.map(summarize) };
+  const { id, startedAt, endedAt, interrupted } = record;
+  return { id, startedAt, endedAt, interrupted, client: record.client.address, file, transactions: record.transactions.map(summarize) };
 }
 
 function summarize(t: Transaction): TransactionSummary {
@@ -276,6 +328,8 @@ function sessionSummary(known: Entry): SessionSummary {
   return {
     id: known.id,
     startedAt: known.startedAt,
+    endedAt: known.endedAt,
+    interrupted: known.interrupted,
     client: known.client,
     messageIds: t.map((x) => x.messageId).filter((m): m is string => Boolean(m)),
     recipients: [...new Set(t.flatMap((x) => x.recipients))],

@@ -116,6 +116,12 @@ export function fateBadge(row) {
   return badge(`${kind} fate`, symbol, `${word}${code}`, row.reason);
 }
 
+// A session the MTA closed at start, found open after a crash or kill.
+export function interruptedBadge(session) {
+  if (!session.interrupted) return null;
+  return badge('warn', '↯', 'interrupted', session.interrupted.reason);
+}
+
 // A "load older" button under a paged list; calls more(next) and hides when done.
 export function moreButton(page, more) {
   if (!page.next) return null;

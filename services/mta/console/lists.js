@@ -1,7 +1,7 @@
 // The console's lists: a mailbox folder, the sessions, the outbound queue,
 // the lab DNS's recent queries. Each view fills its section and returns
 // hooks for live news: live(sessionRow), queueChanged(), refresh().
-import { badge, bytes, errorBox, fateBadge, getJson, h, moreButton, throttle, time, verdictBadges } from './dom.js';
+import { badge, bytes, errorBox, fateBadge, getJson, h, interruptedBadge, moreButton, throttle, time, verdictBadges } from './dom.js';
 
 const PAGE = 50;
 const enc = encodeURIComponent;
@@ -117,7 +117,7 @@ export function sessionsView(section, disposition = '') {
           : h('span', { class: 'muted' }, 'no message'),
       ),
       h('td', { class: 'nowrap' }, ts.map((t) => h('div', { class: 'message' }, verdictBadges(t.verdicts)))),
-      h('td', { class: 'nowrap' }, ts.length ? ts.map((t) => h('div', { class: 'message' }, fateBadge(t), forwards(t))) : refusal(s)),
+      h('td', { class: 'nowrap' }, ts.length ? ts.map((t) => h('div', { class: 'message' }, fateBadge(t), forwards(t))) : refusal(s), interrupted(s)),
     );
   };
   const list = pagedList({
@@ -151,6 +151,12 @@ function refusal(session) {
   if (!session.refusal) return h('span', { class: 'muted' }, session.endedAt ? 'no message' : 'in progress');
   const [kind, symbol] = session.refusal.startsWith('4') ? ['warn', '⟳'] : ['bad', '✗'];
   return badge(`${kind} fate`, symbol, session.refusal, 'the last refusal the client heard');
+}
+
+// A session a crash left open, closed at the next start: said under its outcome.
+function interrupted(session) {
+  if (!session.interrupted) return null;
+  return h('div', { class: 'message' }, interruptedBadge(session), h('div', { class: 'muted small wrap' }, session.interrupted.reason));
 }
 
 export function queueView(section) {

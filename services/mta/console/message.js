@@ -1,6 +1,6 @@
 // One message (its "why", then headers, text, HTML, source, download) and
 // one session (its conversation and the story of each message in it).
-import { bytes, fateBadge, getJson, getText, h, time, verdictBadges } from './dom.js';
+import { bytes, fateBadge, getJson, getText, h, interruptedBadge, time, verdictBadges } from './dom.js';
 import { conversation, story } from './why.js';
 
 const enc = encodeURIComponent;
@@ -93,7 +93,7 @@ export async function sessionView(section, id) {
       { class: 'meta' },
       field('Client', [record.client.address, record.client.hostname ? ` (${record.client.hostname})` : ' (no PTR name)']),
       field('Started', time(record.startedAt)),
-      field('Ended', record.endedAt ? time(record.endedAt) : 'still open'),
+      field('Ended', ended(record)),
       field('Messages', String(record.transactions.length)),
     ),
     conversation(record),
@@ -107,6 +107,15 @@ export async function sessionView(section, id) {
       ...story(t, record),
     );
   });
+}
+
+// When the session ended; for one closed at start after a crash, also why,
+// and what the end time rests on.
+function ended(record) {
+  if (!record.endedAt) return 'still open';
+  if (!record.interrupted) return time(record.endedAt);
+  const { reason, endedAtFrom } = record.interrupted;
+  return [interruptedBadge(record), ' ', time(record.endedAt), h('div', { class: 'muted small' }, `${reason}. The end time is ${endedAtFrom}.`)];
 }
 
 function field(name, value) {
