@@ -27,7 +27,7 @@ import {
   untilHealthy,
   whyNoDocker,
 } from '../scripts/lab/docker.ts';
-import { lockEmbeddedLab } from './support/embedded-lab-lock.ts';
+import { lockDockerLab, lockEmbeddedLab } from './support/lab-lock.ts';
 
 const CI = process.env.CI === 'true';
 const services = readLab().services.length;
@@ -71,6 +71,7 @@ describe('docker compose up, for real', { skip, timeout: 30 * 60_000 }, () => {
   }
 
   before(async () => {
+    await lockDockerLab(); // one Docker lab per machine: another test run's waits
     daemon = await mainDaemon();
     startedDaemon = daemon.started;
     const build = await buildImage();

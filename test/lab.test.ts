@@ -4,7 +4,7 @@
 // The embedded lab listens on fixed addresses and ports (127.0.2.X with
 // 10053, 10025, 10587, 8025, 8053): no other test may use those; the other
 // tests listen on ports the system chooses, and scenarios.test.ts, which
-// also starts it, takes turns with this file (support/embedded-lab-lock.ts).
+// also starts it, takes turns with this file (support/lab-lock.ts).
 // When they are taken (a lab running beside the tests) these tests are
 // skipped, and fail under CI.
 import { after, afterEach, before, describe, test } from 'node:test';
@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { readLab, root } from '../scripts/lab/compose.ts';
 import { findPortProblems } from '../scripts/lab/preflight.ts';
-import { lockEmbeddedLab } from './support/embedded-lab-lock.ts';
+import { lockEmbeddedLab } from './support/lab-lock.ts';
 import { alive, childPids } from './support/processes.ts';
 import { requireTool } from './support/tools.ts';
 

@@ -2,7 +2,7 @@
 // format checks need no lab. The library itself runs as a person runs it,
 // `npm run scenario -- all`, against the embedded lab that the runner
 // starts: every scenario must pass. That lab listens on fixed ports, so this
-// file takes turns with lab.test.ts (support/embedded-lab-lock.ts); when the
+// file takes turns with lab.test.ts (support/lab-lock.ts); when the
 // ports are taken by something else the run is skipped, and fails under CI.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,7 +16,7 @@ import { findPortProblems } from '../scripts/lab/preflight.ts';
 import { scenarioDir } from '../scripts/scenario/cli.ts';
 import { clash } from '../scripts/scenario/run.ts';
 import { loadScenario, ScenarioError } from '../scripts/scenario/schema.ts';
-import { lockEmbeddedLab } from './support/embedded-lab-lock.ts';
+import { lockEmbeddedLab } from './support/lab-lock.ts';
 
 const lab = readLab();
 const instances = lab.services.filter((s) => s.instance).map((s) => s.name);
