@@ -8,7 +8,6 @@ COPY instances instances
 COPY dns-zone dns-zone
 RUN mkdir /data && chown node:node /data
 USER node
-ENV LOG_FORMAT=json
 # Compile (and type-strip) each module once, not at every start: faster, smaller.
 ENV NODE_COMPILE_CACHE=/tmp/node-compile-cache
 # compose.yaml sets a healthcheck per service (timing explained there); this one fits an MTA.

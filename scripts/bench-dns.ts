@@ -2,7 +2,8 @@
 // second the lab DNS server answers, next to knotd serving the same zone
 // files, both measured by dnsperf on loopback. Our server runs as in the lab:
 // its own process, with compose.yaml's command, every query logged (to
-// /dev/null here); a second server with logging off shows what the log costs.
+// /dev/null here) as readable lines, the default; a second server logs JSON
+// lines (LOG_FORMAT=json), a third nothing: what each form of the log costs.
 // The servers take turns, round after round, and each one's median counts:
 // a shared machine's slow moments then fall on all of them alike. --pin puts
 // each server on CPU 0 and dnsperf on CPU 1: steadier figures, one core each
@@ -101,7 +102,7 @@ async function freePort(host: string): Promise<number> {
   throw new Error(`no free port on ${host}`);
 }
 
-async function startOurs(logLevel: 'info' | 'silent', cpu: number | undefined): Promise<Server> {
+async function startOurs(log: { LOG_LEVEL: 'info' | 'silent'; LOG_FORMAT: 'text' | 'json' }, cpu: number | undefined): Promise<Server> {
   const port = await freePort(OURS_HOST);
   const control = await freePort(OURS_HOST);
   // As the lab runs it: compose.yaml's command (its Node options included),
@@ -113,11 +114,12 @@ async function startOurs(logLevel: 'info' | 'silent', cpu: number | undefined): 
     DNS_LISTEN: `${OURS_HOST}:${port}`,
     DNS_CONTROL_LISTEN: `${OURS_HOST}:${control}`,
     ZONE_DIR: zoneDir,
-    LOG_LEVEL: logLevel,
+    ...log,
   };
   // stdout (the query log) goes to /dev/null: written, then thrown away.
   const child = start(...onCpu(cpu, node, args), { cwd: repo, env, stdio: ['ignore', 'ignore', 'inherit'] });
-  return { label: `ours (LOG_LEVEL=${logLevel})`, host: OURS_HOST, port, child, results: [] };
+  const label = log.LOG_LEVEL === 'silent' ? 'LOG_LEVEL=silent' : `LOG_FORMAT=${log.LOG_FORMAT}`;
+  return { label: `ours (${label})`, host: OURS_HOST, port, child, results: [] };
 }
 
 async function startKnot(runDir: string, zones: ReturnType<typeof loadZoneDir>, cpu: number | undefined): Promise<Server> {
@@ -182,8 +184,13 @@ async function main(): Promise<number> {
   const dataFile = join(runDir, 'queries.txt');
   writeFileSync(dataFile, dnsperfData(questions));
 
-  const servers = [await startOurs('info', serverCpu), await startOurs('silent', serverCpu), await startKnot(runDir, zones, serverCpu)];
-  const [ours, , knot] = servers;
+  const servers = [
+    await startOurs({ LOG_LEVEL: 'info', LOG_FORMAT: 'text' }, serverCpu),
+    await startOurs({ LOG_LEVEL: 'info', LOG_FORMAT: 'json' }, serverCpu),
+    await startOurs({ LOG_LEVEL: 'silent', LOG_FORMAT: 'text' }, serverCpu),
+    await startKnot(runDir, zones, serverCpu),
+  ];
+  const [ours, , , knot] = servers;
   for (const server of servers) await waitUntilAnswering(server, questions[0]);
 
   const types = ['A', 'MX', 'TXT'].map((t) => `${questions.filter((q) => q.type === t).length} ${t}`).join(', ');

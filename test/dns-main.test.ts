@@ -39,7 +39,7 @@ test('a broken zone file stops the start with file:line', () => {
 test('serves, answers its control endpoint, and stops cleanly on SIGTERM', async () => {
   const port = 20000 + (process.pid % 20000);
   const child = spawn(process.execPath, [main], {
-    env: { ...process.env, LOG_LEVEL: 'info', DNS_LISTEN: `127.0.0.1:${port}`, DNS_CONTROL_LISTEN: `127.0.0.1:${port + 1}`, ZONE_DIR: fixtures },
+    env: { ...process.env, LOG_LEVEL: 'info', LOG_FORMAT: 'json', DNS_LISTEN: `127.0.0.1:${port}`, DNS_CONTROL_LISTEN: `127.0.0.1:${port + 1}`, ZONE_DIR: fixtures },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';

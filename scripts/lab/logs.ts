@@ -1,9 +1,11 @@
-// The services' logs, interleaved. Every child writes pino JSON lines. On a
-// terminal each line is shown pretty behind a coloured service prefix;
-// otherwise JSON lines go on as they are (each names its "service"), and a
-// plain line (a start-up error on stderr) is wrapped into one.
+// The services' logs, interleaved. Every child writes pino JSON lines (the
+// runner starts it with LOG_FORMAT=json). By default each becomes the
+// readable line a service writes by itself (services/lib/log-line.ts),
+// behind its service's name, coloured on a terminal; with LOG_FORMAT=json the
+// JSON lines go on as they are (each names its "service"), and a plain line
+// (a start-up error on stderr) is wrapped into one.
 import { styleText } from 'node:util';
-import { prettyFactory } from 'pino-pretty';
+import { readableLine, type LogStyle } from '../../services/lib/log-line.ts';
 
 const COLOURS = ['cyan', 'magenta', 'yellow', 'green', 'blue', 'red'] as const;
 
@@ -11,23 +13,21 @@ export type Stream = 'stdout' | 'stderr';
 
 export class LogFormat {
   private prefixes = new Map<string, string>();
-  private pretty: ((log: object) => string) | undefined;
+  private style: LogStyle;
 
-  constructor(services: string[], tty: boolean) {
+  constructor(services: string[], style: LogStyle) {
+    this.style = style;
     const width = Math.max(...services.map((s) => s.length));
-    services.forEach((s, i) => this.prefixes.set(s, `${styleText(COLOURS[i % COLOURS.length], s.padEnd(width))} | `));
-    if (tty) this.pretty = prettyFactory({ colorize: true, singleLine: true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname,service' });
+    services.forEach((s, i) => {
+      const name = s.padEnd(width);
+      this.prefixes.set(s, `${style.colour ? styleText(COLOURS[i % COLOURS.length], name, { validateStream: false }) : name} | `);
+    });
   }
 
   line(service: string, text: string, stream: Stream): string {
     const log = parseLog(text);
-    if (this.pretty) {
-      // pino's "name" is the service, which the prefix shows; a line's own
-      // "name" (the name a DNS query asked for) stays.
-      if (log && log.name === log.service) delete log.name;
-      return `${this.prefixes.get(service)}${log ? this.pretty(log).trimEnd() : text}`;
-    }
-    return log ? text : JSON.stringify({ level: stream === 'stderr' ? 50 : 30, time: Date.now(), service, msg: text });
+    if (this.style.json) return log ? text : JSON.stringify({ level: stream === 'stderr' ? 50 : 30, time: Date.now(), service, msg: text });
+    return `${this.prefixes.get(service)}${log ? readableLine(log, this.style.colour) : text}`;
   }
 }
 

@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { health } from './api.ts';
 import { defaultDataDir, readLab, service, type Lab, type LabService } from './compose.ts';
 import { LabError } from './errors.ts';
+import { logStyle } from '../../services/lib/log-line.ts';
 import { LogFormat } from './logs.ts';
 import { checkPorts, missingAliases } from './preflight.ts';
 import { running, startService, stopService, type Child } from './supervise.ts';
@@ -51,7 +52,7 @@ export async function runLab(argv: string[]): Promise<number> {
   if (values.fresh) for (const s of lab.services) rmSync(join(dataDir, s.name), { recursive: true, force: true });
 
   const names = lab.services.map((s) => s.name);
-  const format = new LogFormat(names, Boolean(process.stdout.isTTY));
+  const format = new LogFormat(names, logStyle(process.env));
   const children: Child[] = [];
   let stopping = false;
   let exitCode = 0;
