@@ -2,4 +2,4 @@
 // npm run lab: the embedded lab and its command line (scripts/lab/cli.ts).
 import { runCommand } from './entry.ts';
 
-await runCommand('lab', () => import('./lab/cli.ts'));
+await runCommand(() => import('./lab/cli.ts'));

@@ -2,4 +2,4 @@
 // npm run scenario: scripted mail-auth scenarios against the lab (scripts/scenario/cli.ts).
 import { runCommand } from './entry.ts';
 
-await runCommand('scenario', () => import('./scenario/cli.ts'));
+await runCommand(() => import('./scenario/cli.ts'));
