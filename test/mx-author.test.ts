@@ -141,6 +141,19 @@ describe('From fields that read more than one way (the audit)', () => {
   }
 });
 
+test('a long reason comes as a multiline reply: every line at most 512 octets, each with its codes (RFC 5321 section 4.5.3.1.5, RFC 2034)', async () => {
+  const long = (n: number) => `"${'Chief Executive Officer '.repeat(4)}${n}" <ceo${n}@sender.test>`;
+  const { reply, t } = await attack([1, 2, 3, 4, 5, 6].map(long));
+  const lines = reply.text.split('\n');
+  assert.ok(lines.length > 1, reply.text);
+  lines.forEach((line, i) => {
+    assert.ok(Buffer.byteLength(line) + 2 <= 512, `line ${i + 1} is ${Buffer.byteLength(line) + 2} octets`);
+    assert.match(line, i < lines.length - 1 ? /^550-5\.7\.1 / : /^550 5\.7\.1 /);
+  });
+  assert.equal(lines.map((l) => l.slice(10)).join(' '), `Message rejected: ${t.decision.reason}`, 'nothing lost');
+  assert.match(t.decision.reason, /6 From fields \("\\"Chief Executive Officer Chief .{20,60}\.\.\."/, 'each field quoted in part');
+});
+
 test('a Unicode From domain is one clear author, and DMARC is asked about its A-label form', async () => {
   const { reply, t } = await attack(['ceo@bücher.test']);
   assert.match(reply.text, /^250 2\.6\.0 Delivered to INBOX/, 'no such domain in the lab: no DMARC record, SPF passes for attacker.test');

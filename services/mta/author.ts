@@ -35,10 +35,10 @@ export function checkAuthor(values: string[], mailboxes: string[], dmarcDomain: 
   const unclear = (problem: string): Author => ({ ...author, problem });
   if (values.length === 0) return unclear('no From field: RFC 5322 section 3.6 requires exactly one, and without it there is no domain whose DMARC policy could apply');
   if (values.length > 1) {
-    return unclear(`${values.length} From fields (${values.map((v) => JSON.stringify(v)).join(', ')}): RFC 5322 section 3.6 allows exactly one; a mail client shows one of them, and DMARC cannot tell which`);
+    return unclear(`${values.length} From fields (${values.map(quote).join(', ')}): RFC 5322 section 3.6 allows exactly one; a mail client shows one of them, and DMARC cannot tell which`);
   }
   const read = readMailboxes(values[0]);
-  if (typeof read === 'string') return unclear(`the From field ${JSON.stringify(values[0])} ${read}; mailauth read ${describe(mailboxes)}, a mail client may show something else`);
+  if (typeof read === 'string') return unclear(`the From field ${quote(values[0])} ${read}; mailauth read ${describe(mailboxes)}, a mail client may show something else`);
   if (read.length !== 1) {
     return unclear(`the From field holds ${read.length === 0 ? 'no mailbox' : `${read.length} mailboxes (${read.join(', ')})`}: DMARC protects one author domain, so a message must name exactly one author`);
   }
@@ -51,6 +51,9 @@ export function checkAuthor(values: string[], mailboxes: string[], dmarcDomain: 
 }
 
 const describe = (mailboxes: string[]) => (mailboxes.length ? mailboxes.join(', ') : 'no mailbox');
+
+// A field's value as the reason quotes it: a client chose it, so not all of a long one.
+const quote = (value: string) => JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value);
 
 // A domain written as a host name (RFC 1123 labels; U-labels allowed, RFC
 // 6532), in A-labels and lower case; undefined for anything else.
