@@ -101,7 +101,7 @@ export function createInbound(ctx: InboundContext): SMTPServer {
     transaction.checks = checks;
     transaction.dns = dns;
     transaction.decision = decision;
-    log.info({ session: session.id, envelope, messageId: transaction.message?.messageId, disposition: decision.disposition, reason: decision.reason }, 'decision');
+    log.info({ session: session.id, envelope, messageId: transaction.message?.messageId, disposition: decision.disposition, rule: decision.rule, reason: decision.reason }, 'decision');
 
     if (decision.disposition === 'reject' || decision.disposition === 'defer') {
       await sessions.save(state.record, true);
