@@ -156,6 +156,14 @@ describe('local policy without DMARC', () => {
     assert.match(spoof.reply.text, /^550 5\.7\.23 Message rejected: no DMARC policy for gmail\.com .*SPF fail for monitor\.test.*local policy rejects SPF failures/);
     assert.equal(spoof.t.decision.rule, 'no-dmarc-spf-fail');
   });
+
+  test('spfFailWithoutDmarc: inbox: SPF fail is delivered, and the reason says local policy did it', async () => {
+    const { reply, t } = await run({ to: delivering, client: ATTACKER, mailFrom: 'ceo@monitor.test', from: 'ceo@gmail.com' });
+    assert.match(reply.text, /^250 2\.6\.0 Delivered to INBOX/);
+    assert.equal(t.checks.spf.result, 'fail');
+    assert.equal(t.decision.rule, 'no-dmarc-spf-fail');
+    assert.match(t.decision.reason, /local policy delivers SPF failures/);
+  });
 });
 
 describe('RFC 8301: weak signatures are not valid', () => {
