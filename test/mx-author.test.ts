@@ -7,11 +7,11 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { dkimSign } from 'mailauth/lib/dkim/sign.js';
-import { RawSmtp } from './support/smtp.ts';
+import { ATTACKER_HOST, deliver, recorded, SENDER_HOST } from './support/mail.ts';
 import { startLab, type LabMta, type TestLab } from './support/lab.ts';
 
-const SENDER = '127.0.2.10';
-const ATTACKER = '127.0.2.66';
+const SENDER = SENDER_HOST;
+const ATTACKER = ATTACKER_HOST;
 
 let lab: TestLab;
 let receiver: LabMta;
@@ -32,29 +32,11 @@ function message(fromFields: string[], subject: string): { text: string; message
   return { messageId, text: `${from}To: bob@receiver.test\r\nSubject: ${subject}\r\nMessage-ID: ${messageId}\r\nDate: ${new Date().toUTCString()}\r\n\r\n${subject}\r\n` };
 }
 
-async function send(to: LabMta, client: string, mailFrom: string, text: string) {
-  const { smtp } = await RawSmtp.open(to.host, to.mxPort, client);
-  await smtp.command(`EHLO ${client === SENDER ? 'mta.sender.test' : 'mta.attacker.test'}`);
-  await smtp.command(`MAIL FROM:<${mailFrom}>`);
-  await smtp.command('RCPT TO:<bob@receiver.test>');
-  await smtp.command('DATA');
-  smtp.write(text + '.\r\n');
-  const reply = await smtp.read();
-  await smtp.command('QUIT');
-  return reply;
-}
-
-async function transaction(at: LabMta, messageId: string) {
-  const base = `http://${at.host}:${at.apiPort}/api/sessions`;
-  const [summary] = await (await fetch(`${base}?messageId=${encodeURIComponent(messageId)}`)).json();
-  return (await (await fetch(`${base}/${summary.id}`)).json()).transactions[0];
-}
-
 // From the attacker's host, envelope mallory@attacker.test, unsigned.
 async function attack(fromFields: string[], to = receiver) {
   const { text, messageId } = message(fromFields, `author ${fromFields.join(' | ') || '(none)'}`);
-  const reply = await send(to, ATTACKER, 'mallory@attacker.test', text);
-  return { reply, t: await transaction(to, messageId) };
+  const reply = await deliver(to, ATTACKER, 'mallory@attacker.test', text);
+  return { reply, t: await recorded(to, messageId) };
 }
 
 describe('the holes of issue 12: refused, each with its reason', () => {
@@ -131,9 +113,9 @@ describe('From fields that read more than one way (the audit)', () => {
       const key = readFileSync(new URL('../dns-zone/dkim/sender.test/rsa2048.pem', import.meta.url));
       const signing = { signatureData: [{ signingDomain: 'sender.test', selector: 'rsa2048', privateKey: key }] };
       const signed = (await dkimSign(text, signing as unknown as Parameters<typeof dkimSign>[1])).signatures + text;
-      const reply = await send(receiver, SENDER, 'alice@sender.test', signed);
+      const reply = await deliver(receiver, SENDER, 'alice@sender.test', signed);
       assert.match(reply.text, /^250 2\.6\.0 Delivered to INBOX/);
-      const t = await transaction(receiver, messageId);
+      const t = await recorded(receiver, messageId);
       assert.equal(t.checks.author.domain, 'sender.test');
       assert.equal(t.checks.author.problem, undefined);
       assert.equal(t.decision.rule, 'dmarc-pass');

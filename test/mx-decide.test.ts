@@ -11,13 +11,13 @@ import { appendFileSync, cpSync, mkdtempSync, readFileSync, rmSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dkimSign } from 'mailauth/lib/dkim/sign.js';
-import { RawSmtp, type Reply } from './support/smtp.ts';
+import { ATTACKER_HOST, deliver, recorded, SENDER_HOST } from './support/mail.ts';
 import { startLab, type LabMta, type TestLab } from './support/lab.ts';
 import { hasTool } from './support/tools.ts';
 
 const keys = new URL('../dns-zone/dkim/', import.meta.url).pathname;
-const SENDER = { address: '127.0.2.10', helo: 'mta.sender.test' };
-const ATTACKER = { address: '127.0.2.66', helo: 'mta.attacker.test' };
+const SENDER = SENDER_HOST;
+const ATTACKER = ATTACKER_HOST;
 
 // A 512-bit key, published as weak._domainkey.sender.test (RFC 8301 section 3.2).
 const weak = generateKeyPairSync('rsa', { modulusLength: 512 });
@@ -75,29 +75,11 @@ async function sign(text: string, signatures: Signature[]): Promise<string> {
   return (await dkimSign(text, { signatureData } as unknown as Parameters<typeof dkimSign>[1])).signatures + text;
 }
 
-async function send(to: LabMta, client: { address: string; helo: string }, mailFrom: string, data: string): Promise<Reply> {
-  const { smtp } = await RawSmtp.open(to.host, to.mxPort, client.address);
-  await smtp.command(`EHLO ${client.helo}`);
-  await smtp.command(`MAIL FROM:<${mailFrom}>`);
-  await smtp.command('RCPT TO:<bob@receiver.test>');
-  await smtp.command('DATA');
-  smtp.write(data + '.\r\n');
-  const reply = await smtp.read(15_000);
-  await smtp.command('QUIT');
-  return reply;
-}
-
-async function transaction(at: LabMta, messageId: string) {
-  const base = `http://${at.host}:${at.apiPort}/api/sessions`;
-  const [summary] = await (await fetch(`${base}?messageId=${encodeURIComponent(messageId)}`)).json();
-  return (await (await fetch(`${base}/${summary.id}`)).json()).transactions[0];
-}
-
 async function run(options: { to?: LabMta; client: { address: string; helo: string }; mailFrom: string; from: string; sign?: Signature[] }) {
   const to = options.to ?? receiver;
   const { text, messageId } = message(options.from, `decide ${++counter}`);
-  const reply = await send(to, options.client, options.mailFrom, await sign(text, options.sign ?? []));
-  return { reply, t: await transaction(to, messageId) };
+  const reply = await deliver(to, options.client, options.mailFrom, await sign(text, options.sign ?? []));
+  return { reply, t: await recorded(to, messageId) };
 }
 
 describe('temporary failures never become permanent refusals', () => {
@@ -182,9 +164,9 @@ describe('RFC 8301: weak signatures are not valid', () => {
     }
     const { text, messageId } = message('alice@sender.test', 'rsa-sha1 by dkimpy');
     const signed = execFileSync('/usr/bin/python3', ['/usr/bin/dkimsign', '--signalg', 'rsa-sha1', 'rsa2048', 'sender.test', join(keys, 'sender.test', 'rsa2048.pem')], { input: text }).toString('latin1').replace(/\r?\n/g, '\r\n');
-    const reply = await send(receiver, ATTACKER, 'mallory@attacker.test', signed);
+    const reply = await deliver(receiver, ATTACKER, 'mallory@attacker.test', signed);
     assert.match(reply.text, /^550 5\.7\.1 /);
-    const t = await transaction(receiver, messageId);
+    const t = await recorded(receiver, messageId);
     assert.equal(t.checks.dkim[0].result, 'policy');
   });
 

@@ -10,13 +10,13 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dkimSign } from 'mailauth/lib/dkim/sign.js';
-import { RawSmtp, type Reply } from './support/smtp.ts';
+import { ATTACKER_HOST, deliver, SENDER_HOST } from './support/mail.ts';
 import { startLab, type TestLab } from './support/lab.ts';
 import { hasTool } from './support/tools.ts';
 
 const keys = new URL('../dns-zone/dkim/', import.meta.url).pathname;
-const SENDER = '127.0.2.10'; // mta.sender.test: the address the honest domains' SPF names
-const ATTACKER = '127.0.2.66'; // mta.attacker.test
+const SENDER = SENDER_HOST;
+const ATTACKER = ATTACKER_HOST;
 
 let lab: TestLab;
 let receiver: Awaited<ReturnType<TestLab['start']>>;
@@ -74,23 +74,11 @@ async function sign(text: string, domain: string, signer: Signer): Promise<strin
   }
 }
 
-async function send(client: string, mailFrom: string, data: string): Promise<Reply> {
-  const { smtp } = await RawSmtp.open(receiver.host, receiver.mxPort, client);
-  await smtp.command(`EHLO ${client === SENDER ? 'mta.sender.test' : 'mta.attacker.test'}`);
-  await smtp.command(`MAIL FROM:<${mailFrom}>`);
-  await smtp.command('RCPT TO:<bob@receiver.test>');
-  await smtp.command('DATA');
-  smtp.write(data + '.\r\n');
-  const reply = await smtp.read(15_000);
-  await smtp.command('QUIT');
-  return reply;
-}
-
 interface Lesson {
   lesson: string;
   from: string;
   mailFrom: string;
-  client: string;
+  client: { address: string; helo: string };
   signer: Signer;
   signingDomain?: string;
   reply: RegExp;
@@ -130,7 +118,7 @@ for (const l of lessons) {
     }
     const domain = l.from.split('@')[1];
     const text = message(l.from, l.lesson);
-    const reply = await send(l.client, l.mailFrom, await sign(text, domain, l.signer));
+    const reply = await deliver(receiver, l.client, l.mailFrom, await sign(text, domain, l.signer));
     assert.match(reply.text, l.reply);
     const messageId = /^Message-ID: (.*)$/m.exec(text)![1].trim();
     const [summary] = await (await fetch(`http://${receiver.host}:${receiver.apiPort}/api/sessions?messageId=${encodeURIComponent(messageId)}`)).json();

@@ -44,6 +44,32 @@ export async function submit(mta: Pick<LabMta, 'host' | 'submissionPort'>, s: Su
   }
 }
 
+// Lab hosts that tests speak for straight to an MX: the loopback twin of the
+// host's lab address, and its HELO name.
+export const SENDER_HOST = { address: '127.0.2.10', helo: 'mta.sender.test' }; // the address the honest domains' SPF names
+export const ATTACKER_HOST = { address: '127.0.2.66', helo: 'mta.attacker.test' };
+
+// One message straight to an MX, from a lab host, for bob@receiver.test:
+// the reply to the message (or the first refusal).
+export async function deliver(to: Pick<LabMta, 'host' | 'mxPort'>, client: { address: string; helo: string }, mailFrom: string, data: string): Promise<Reply> {
+  const { smtp } = await RawSmtp.open(to.host, to.mxPort, client.address);
+  await smtp.command(`EHLO ${client.helo}`);
+  await smtp.command(`MAIL FROM:<${mailFrom}>`);
+  await smtp.command('RCPT TO:<bob@receiver.test>');
+  await smtp.command('DATA');
+  smtp.write(data + '.\r\n');
+  const reply = await smtp.read(15_000);
+  await smtp.command('QUIT');
+  return reply;
+}
+
+// The transaction an MTA recorded for a message, by its Message-ID.
+export async function recorded(at: LabMta, messageId: string) {
+  const base = `http://${at.host}:${at.apiPort}/api/sessions`;
+  const [summary] = await (await fetch(`${base}?messageId=${encodeURIComponent(messageId)}`)).json();
+  return (await (await fetch(`${base}/${summary.id}`)).json()).transactions[0];
+}
+
 // A simple message; `id` makes its Message-ID and Subject unique.
 export function message(from: string, to: string, id: string): string {
   return `From: ${from}\r\nTo: ${to}\r\nSubject: ${id}\r\nMessage-ID: <${id}@client.example>\r\nDate: ${new Date().toUTCString()}\r\n\r\nHello from ${id}.\r\n`;
