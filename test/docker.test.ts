@@ -53,6 +53,13 @@ interface Library {
   ms: number;
 }
 
+// The main daemon, which built the image.
+function withoutLabDaemon(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  delete env.DOCKER_HOST;
+  return env;
+}
+
 describe('docker compose up, for real', { skip, timeout: 30 * 60_000 }, () => {
   let daemon: Awaited<ReturnType<typeof mainDaemon>> | undefined;
   let startedDaemon = false;
@@ -81,6 +88,16 @@ describe('docker compose up, for real', { skip, timeout: 30 * 60_000 }, () => {
     await compose(['down', '-v', '--remove-orphans']); // what an earlier run may have left
   });
   after(teardown);
+
+  test("the image: Node's compile cache filled at build, in a directory the services' user can use", async () => {
+    // A cache directory Node cannot create means no cache at all, without a word.
+    const script = "const m = require('node:module'); const dir = m.getCompileCacheDir(); console.log(dir ?? 'none', dir ? require('node:fs').readdirSync(dir).length : 0)";
+    const result = await run('docker', ['run', '--rm', '--network', 'none', 'mail-lab', 'node', '-e', script], { env: withoutLabDaemon() });
+    assert.equal(result.code, 0, result.stderr);
+    const [dir, entries] = result.stdout.trim().split(' ');
+    assert.match(dir, /^\/home\/node\/compile-cache\/v24\./);
+    assert.ok(Number(entries) > 100, `${entries} modules in the cache`);
+  });
 
   test('up: every service healthy', async (t) => {
     const started = performance.now();
