@@ -153,3 +153,22 @@ test('a domain with neither MX nor address record: a permanent failure and a bou
   assert.match(status, /\r\nStatus: 5\.4\.4\r\n/);
   assert.match(status, /\r\nDiagnostic-Code: smtp; 550 5\.4\.4 noaddress\.receiver\.test: no MX and no address record \(RFC 5321 section 5\.1\)\r\n/);
 });
+
+test('an MX outside the lab network (192.0.2.0/24) is never connected to: a permanent failure and a bounce that says why', async () => {
+  // The stand-in for a host on the internet: an MTA on 127.1.0.25, which
+  // accepts mail for gmail.com. Its address is not a lab address, so the
+  // lab's twin mapping leaves it as it is and a sender that connected
+  // wherever DNS says would reach this stand-in (on loopback: nothing leaves
+  // the machine, even then).
+  const outside = await lab.start('receiver', (i) => ({ ...i, name: 'outside', address: '127.1.0.25', domains: new Map([['gmail.com', new Set(['bob', 'postmaster'])]]) }));
+  await override('gmail.com', 'MX', ['10 mx.gmail.com.']);
+  await override('mx.gmail.com', 'A', ['127.1.0.25']);
+  const id = await send(['bob@gmail.com'], 'outside-mx');
+  await waitFor('the message to leave the queue', async () => ((await fetch(`http://${sender.host}:${sender.apiPort}/api/queue/${id}`)).status === 404 ? true : undefined));
+
+  assert.deepEqual(await api(outside, '/api/sessions'), [], 'the sender connected to the host outside the lab');
+  const status = deliveryStatus(await bounceFor('bob@gmail.com'));
+  assert.match(status, /\r\nStatus: 5\.4\.4\r\n/);
+  assert.match(status, /\r\nDiagnostic-Code: smtp; 550 5\.4\.4 mx\.gmail\.com \[127\.1\.0\.25\] is outside the lab network \(192\.0\.2\.0\/24\): the lab delivers only to lab hosts\r\n/);
+  assert.doesNotMatch(status, /Remote-MTA/);
+});

@@ -1,9 +1,11 @@
 // The delivery worker: takes due messages from the queue, finds each
 // recipient domain's MX through the lab DNS, and hands the message over with
-// nodemailer, from the instance's own address to the MX's address. Each
+// nodemailer, from the instance's own address to the MX's address, if that
+// is a lab address (never to a host outside the lab network). Each
 // recipient ends delivered, failed (5xx: a bounce to the envelope sender) or
 // waits for a retry with exponential backoff (4xx, no MX reachable).
 import { createTransport } from 'nodemailer';
+import { isLabAddress, LAB_PREFIX } from '../lib/addressing.ts';
 import type { Logger } from '../lib/log.ts';
 import type { LabResolver, RecordShape } from '../lib/resolver.ts';
 import { bounceMessage } from './bounce.ts';
@@ -27,6 +29,7 @@ type Transport = ReturnType<typeof createTransport>;
 
 const CONCURRENCY = 20; // messages in delivery at once
 const TICK_MS = 250;
+const LAB_NETWORK = `${LAB_PREFIX}0/24`;
 const CONNECTION_ERRORS = new Set(['ECONNECTION', 'ETIMEDOUT', 'ESOCKET', 'EDNS', 'ECONNREFUSED', 'ECONNRESET', 'EPROTOCOL', 'EGREETING']);
 
 export class DeliveryWorker {
@@ -138,15 +141,28 @@ export class DeliveryWorker {
     const route = await this.route(domain);
     if ('outcome' in route) return all(route.outcome);
     let lastError = 'no MX host could be reached';
+    // The first MX address outside the lab, refused; permanent only when
+    // every MX host's every address is outside (a failed lookup or a lab
+    // host that did not answer may still work on a retry).
+    let outside: string | undefined;
+    let retryable = false;
     for (const host of route.hosts) {
       let addresses: string[];
       try {
         addresses = (await this.resolver.resolve(host, 'A')) as string[];
       } catch (error) {
         lastError = `${host}: address lookup failed (${(error as { code?: string }).code})`;
+        retryable = true;
         continue;
       }
       for (const address of addresses) {
+        // DNS may name any address (a zone edit, an override); under Docker
+        // it would be a real host on the internet. Never connect outside.
+        if (!isLabAddress(address)) {
+          outside ??= `550 5.4.4 ${host} [${address}] is outside the lab network (${LAB_NETWORK}): the lab delivers only to lab hosts`;
+          continue;
+        }
+        retryable = true;
         try {
           const info = await this.transport(address, host).sendMail({
             envelope: { from: entry.mailFrom, to: recipients.map((r) => r.address) },
@@ -171,6 +187,7 @@ export class DeliveryWorker {
         }
       }
     }
+    if (outside && !retryable) return all({ status: 'failed', reply: outside });
     return all({ status: 'deferred', reply: lastError });
   }
 
