@@ -6,16 +6,17 @@
 #
 # Docker 20.10 has no start_interval: one interval serves start-up and the
 # rest of the container's life. Each check costs a process start inside the
-# container (about 20-30 ms of CPU with runc's), so a 1 s interval would cost
-# the idle lab several per cent of a core. So the interval is short, for a
-# quick first "healthy", and once this container's process has been healthy,
-# each later check waits SLOW_CHECK_SECONDS before it looks: Docker starts the
-# next check only when this one has ended, so the checks of a healthy
-# container come that much further apart. A restart begins again quickly: the
+# container and work in Docker's daemon (about 0.1 s of CPU in all, most of it
+# runc's exec), so a short interval would cost the idle lab several per cent
+# of a core. So the interval is short, for a quick first "healthy", and once
+# this container's process has been healthy, each later check waits
+# SLOW_CHECK_SECONDS before it looks (compose's timeout allows for it): Docker
+# starts the next check only when this one has ended, so the checks of a
+# healthy container come that much further apart. A restart begins again quickly: the
 # mark holds the start time of the container's first process. (Both can be
 # set in the environment, for the script's test.)
 set -u
-SLOW_CHECK_SECONDS=${SLOW_CHECK_SECONDS:-20}
+SLOW_CHECK_SECONDS=${SLOW_CHECK_SECONDS:-30}
 MARK=${HEALTH_MARK:-/tmp/.healthy-since}
 
 [[ ${1:-} =~ ^http://([0-9.]+):([0-9]+)(/[^[:space:]]*)$ ]] || { echo "usage: $0 http://HOST:PORT/PATH" >&2; exit 2; }
