@@ -2,6 +2,7 @@
 // verified (SPF, DKIM, DMARC, ARC), decided on, and stored or refused; the
 // whole session is recorded. Data flows one way:
 // SMTP session -> message + envelope -> verify -> decide -> store or refuse -> record.
+import './command-lines.ts';
 import './reply-codes.ts';
 import { format } from 'node:util';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
@@ -92,7 +93,11 @@ export function createInbound(ctx: InboundContext): SMTPServer {
     // smuggling hides a second message inside the first, so it is refused.
     const bare = findBareLineEnding(message);
     if (bare) {
-      return refuse(550, '5.5.2', `bare ${bare} in message data at byte ${message.indexOf(bare === 'LF' ? '\n' : '\r')}: lines must end in CRLF (RFC 5321 section 2.3.8)`);
+      return refuse(550, '5.5.2', `bare ${bare.kind} in message data at byte ${bare.at}: lines must end in CRLF (RFC 5321 section 2.3.8)`);
+    }
+    const nul = message.indexOf(0);
+    if (nul !== -1) {
+      return refuse(550, '5.6.0', `NUL byte in message data at byte ${nul}: a message has none (RFC 5322 section 2.3, RFC 2045 section 2.8)`);
     }
 
     const verdict = await verify(message, { clientAddress: state.clientAddress, helo: session.hostNameAppearsAs, mailFrom: envelope.mailFrom }, resolver, instance.hostname);
@@ -265,12 +270,12 @@ function summary(message: Buffer): { messageId?: string; from?: string; subject?
   return { messageId: headerValue(fields, 'Message-ID'), from: headerValue(fields, 'From'), subject: headerValue(fields, 'Subject') };
 }
 
-export function findBareLineEnding(message: Buffer): 'LF' | 'CR' | undefined {
+export function findBareLineEnding(message: Buffer): { kind: 'LF' | 'CR'; at: number } | undefined {
   for (let at = message.indexOf(10); at !== -1; at = message.indexOf(10, at + 1)) {
-    if (at === 0 || message[at - 1] !== 13) return 'LF';
+    if (at === 0 || message[at - 1] !== 13) return { kind: 'LF', at };
   }
   for (let at = message.indexOf(13); at !== -1; at = message.indexOf(13, at + 1)) {
-    if (message[at + 1] !== 10) return 'CR';
+    if (message[at + 1] !== 10) return { kind: 'CR', at };
   }
   return undefined;
 }

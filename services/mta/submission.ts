@@ -2,6 +2,7 @@
 // AUTH. The message gets what a submission server adds (Message-ID, Date,
 // CRLF line ends, a Received field), is DKIM-signed for its From domain and
 // queued durably before the 250.
+import './command-lines.ts';
 import './reply-codes.ts';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { labAddress } from '../lib/addressing.ts';
@@ -33,7 +34,11 @@ export function createSubmission(ctx: SubmissionContext): SMTPServer {
     const chunks: Buffer[] = [];
     for await (const chunk of stream) chunks.push(chunk);
     if (stream.sizeExceeded) throw smtpError(552, `5.3.4 Message exceeds the size limit of ${instance.limits.messageSize} bytes`);
-    let message = normalizeLineEnds(Buffer.concat(chunks));
+    const data = Buffer.concat(chunks);
+    // Line ends can be mended (below); a NUL cannot, and no MX should get one.
+    const nul = data.indexOf(0);
+    if (nul !== -1) throw smtpError(550, `5.6.0 NUL byte in message data at byte ${nul}: a message has none (RFC 5322 section 2.3, RFC 2045 section 2.8)`);
+    let message = normalizeLineEnds(data);
 
     const fields = parseHeaders(message);
     const fromDomain = authorDomain(headerValue(fields, 'From'));
