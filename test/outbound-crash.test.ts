@@ -3,10 +3,12 @@
 // receiver is down, and is killed with SIGKILL in the middle of the burst.
 // Started again on the same data, with the receiver up, it delivers every
 // message it had answered 250 (a duplicate is acceptable, a loss is not).
+// And a state file that a crash or a full disk left empty or cut short is
+// moved aside and named in the log; the sender starts and delivers the rest.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +17,7 @@ import { parse, stringify } from 'yaml';
 import { startControl } from '../services/dns/control.ts';
 import { DnsServer } from '../services/dns/server.ts';
 import { loopbackTwin } from '../services/lib/addressing.ts';
+import { writeEntry } from '../services/mta/queue.ts';
 import { message, submit, waitFor } from './support/mail.ts';
 import { freePort } from './support/processes.ts';
 
@@ -50,9 +53,12 @@ function instanceFile(work: string, name: string, changes: Record<string, unknow
   return file;
 }
 
-function startMta(config: string, dataDir: string, dnsPort: number): ChildProcess {
-  const env = { ...process.env, MTA_CONFIG: config, MTA_DATA_DIR: dataDir, LAB_EMBEDDED: '1', LAB_DNS: `127.0.2.53:${dnsPort}`, LOG_LEVEL: 'silent' };
-  return spawn(process.execPath, ['services/mta/main.ts'], { cwd: root, env, stdio: 'ignore' });
+// With log, its JSON log lines are appended to log.text.
+function startMta(config: string, dataDir: string, dnsPort: number, log?: { text: string }): ChildProcess {
+  const env = { ...process.env, MTA_CONFIG: config, MTA_DATA_DIR: dataDir, LAB_EMBEDDED: '1', LAB_DNS: `127.0.2.53:${dnsPort}`, LOG_LEVEL: log ? 'info' : 'silent', LOG_FORMAT: 'json' };
+  const child = spawn(process.execPath, ['services/mta/main.ts'], { cwd: root, env, stdio: ['ignore', log ? 'pipe' : 'ignore', 'ignore'] });
+  child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (log!.text += chunk));
+  return child;
 }
 
 async function healthy(api: string, child: ChildProcess): Promise<void> {
@@ -69,7 +75,10 @@ function kill(child: ChildProcess | undefined): Promise<void> {
   return exited;
 }
 
-test('kill -9 with mail in the queue: started again, the sender delivers every message it accepted', { timeout: 45_000 }, async () => {
+// The lab DNS in this process, and a sender and a receiver as processes on
+// a work directory: the receiver on a spare lab address that the DNS gives
+// as mx.receiver.test's. close() kills what runs and removes it all.
+async function crashLab(sender: Record<string, unknown>) {
   const receiverLab = await spareAddress();
   const receiverHost = loopbackTwin(receiverLab);
   const work = mkdtempSync(join(tmpdir(), 'outbound-crash-'));
@@ -77,20 +86,54 @@ test('kill -9 with mail in the queue: started again, the sender delivers every m
   const dns = new DnsServer({ listen: { host: '127.0.2.53', port: 0 }, zoneDir: join(root, 'dns-zone'), logger: silent });
   await dns.start();
   const control = await startControl(dns, { host: '127.0.2.53', port: 0 }, silent);
-  let sender: ChildProcess | undefined;
-  let receiver: ChildProcess | undefined;
-  try {
-    const { port } = control.address() as { port: number };
-    const override = { name: 'mx.receiver.test', type: 'A', values: [receiverLab] };
-    assert.equal((await fetch(`http://127.0.2.53:${port}/overrides`, { method: 'POST', body: JSON.stringify(override) })).status, 200);
+  const { port } = control.address() as { port: number };
+  const override = { name: 'mx.receiver.test', type: 'A', values: [receiverLab] };
+  assert.equal((await fetch(`http://127.0.2.53:${port}/overrides`, { method: 'POST', body: JSON.stringify(override) })).status, 200);
 
-    const senderPorts = { mx: await freePort(SENDER), submission: await freePort(SENDER), api: await freePort(SENDER) };
-    const senderFile = instanceFile(work, 'sender', { ports: senderPorts, delivery: { retryInitialSeconds: 1, retryMaxSeconds: 1, giveUpAfterSeconds: 600 } });
-    const receiverPorts = { mx: 25, submission: await freePort(receiverHost), api: await freePort(receiverHost) };
-    const receiverFile = instanceFile(work, 'receiver', { ports: receiverPorts, address: receiverLab });
-    const senderApi = `http://${SENDER}:${senderPorts.api}`;
-    sender = startMta(senderFile, join(work, 'sender'), dns.port);
-    await healthy(senderApi, sender);
+  const senderPorts = { mx: await freePort(SENDER), submission: await freePort(SENDER), api: await freePort(SENDER) };
+  const senderFile = instanceFile(work, 'sender', { ports: senderPorts, ...sender });
+  const receiverPorts = { mx: 25, submission: await freePort(receiverHost), api: await freePort(receiverHost) };
+  const receiverFile = instanceFile(work, 'receiver', { ports: receiverPorts, address: receiverLab });
+  const senderApi = `http://${SENDER}:${senderPorts.api}`;
+  const inbox = join(work, 'receiver/mail/receiver.test/bob/new');
+  let senderProcess: ChildProcess | undefined;
+  let receiverProcess: ChildProcess | undefined;
+  return {
+    senderApi,
+    submission: { host: SENDER, submissionPort: senderPorts.submission },
+    queueDir: join(work, 'sender/queue'),
+    inbox,
+    async startSender(log?: { text: string }): Promise<ChildProcess> {
+      senderProcess = startMta(senderFile, join(work, 'sender'), dns.port, log);
+      await healthy(senderApi, senderProcess);
+      return senderProcess;
+    },
+    async startReceiver(): Promise<void> {
+      receiverProcess = startMta(receiverFile, join(work, 'receiver'), dns.port);
+      await healthy(`http://${receiverHost}:${receiverPorts.api}`, receiverProcess);
+    },
+    // The Message-IDs of the messages in bob's INBOX, one per copy.
+    delivered(): string[] {
+      if (!existsSync(inbox)) return [];
+      return readdirSync(inbox).map((name) => /\r\nMessage-ID: (<[^>]+>)\r\n/i.exec(readFileSync(join(inbox, name), 'latin1'))?.[1] ?? name);
+    },
+    async queueEmpty(): Promise<void> {
+      await waitFor('the sender\'s queue to empty', async () => ((await (await fetch(`${senderApi}/api/queue`)).json()).length === 0 ? true : undefined));
+    },
+    async close(): Promise<void> {
+      await kill(senderProcess);
+      await kill(receiverProcess);
+      control.close();
+      await dns.close();
+      rmSync(work, { recursive: true, force: true });
+    },
+  };
+}
+
+test('kill -9 with mail in the queue: started again, the sender delivers every message it accepted', { timeout: 45_000 }, async () => {
+  const lab = await crashLab({ delivery: { retryInitialSeconds: 1, retryMaxSeconds: 1, giveUpAfterSeconds: 600 } });
+  try {
+    const sender = await lab.startSender();
 
     // Submissions over several connections until the sender is gone; the kill
     // comes after KILL_AFTER acknowledgements, with others in flight.
@@ -98,18 +141,17 @@ test('kill -9 with mail in the queue: started again, the sender delivers every m
     let next = 0;
     let inFlightAtKill = -1;
     let inFlight = 0;
-    const target = { host: SENDER, submissionPort: senderPorts.submission };
     const client = async () => {
       for (;;) {
         const id = `crash-${next++}`;
         inFlight++;
-        const reply = await submit(target, { user: 'alice@sender.test', mailFrom: 'alice@sender.test', to: ['bob@receiver.test'], data: message('Alice <alice@sender.test>', 'bob@receiver.test', id) }).catch(() => undefined);
+        const reply = await submit(lab.submission, { user: 'alice@sender.test', mailFrom: 'alice@sender.test', to: ['bob@receiver.test'], data: message('Alice <alice@sender.test>', 'bob@receiver.test', id) }).catch(() => undefined);
         inFlight--;
         if (reply?.code !== 250) return;
         accepted.push(`<${id}@client.example>`);
         if (accepted.length === KILL_AFTER) {
           inFlightAtKill = inFlight;
-          sender!.kill('SIGKILL');
+          sender.kill('SIGKILL');
         }
       }
     };
@@ -118,27 +160,53 @@ test('kill -9 with mail in the queue: started again, the sender delivers every m
     assert.ok(accepted.length >= KILL_AFTER, `only ${accepted.length} submissions were accepted`);
     assert.ok(inFlightAtKill > 0, 'no submission was in flight at the kill');
 
-    receiver = startMta(receiverFile, join(work, 'receiver'), dns.port);
-    await healthy(`http://${receiverHost}:${receiverPorts.api}`, receiver);
-    sender = startMta(senderFile, join(work, 'sender'), dns.port);
-    await healthy(senderApi, sender);
-
-    const inbox = join(work, 'receiver/mail/receiver.test/bob/new');
-    const delivered = () => new Set(readdirSync(inbox).map((name) => /\r\nMessage-ID: (<[^>]+>)\r\n/i.exec(readFileSync(join(inbox, name), 'latin1'))?.[1]));
+    await lab.startReceiver();
+    await lab.startSender();
     await waitFor('every accepted message in bob\'s Maildir', () => {
-      try {
-        const have = delivered();
-        return accepted.every((id) => have.has(id)) ? true : undefined;
-      } catch {
-        return undefined; // no Maildir yet
-      }
+      const have = new Set(lab.delivered());
+      return accepted.every((id) => have.has(id)) ? true : undefined;
     }, 20_000);
-    await waitFor('the sender\'s queue to empty', async () => ((await (await fetch(`${senderApi}/api/queue`)).json()).length === 0 ? true : undefined));
+    await lab.queueEmpty();
   } finally {
-    await kill(sender);
-    await kill(receiver);
-    control.close();
-    await dns.close();
-    rmSync(work, { recursive: true, force: true });
+    await lab.close();
+  }
+});
+
+test('an empty and a cut-short queue state file: moved aside with their messages and named in the log; the sender starts and delivers the rest', { timeout: 30_000 }, async () => {
+  const lab = await crashLab({});
+  try {
+    // Three messages queued as submission queues them; then two state files
+    // damaged as a crash before the data reached the disk, or a full disk, leaves them.
+    mkdirSync(lab.queueDir, { recursive: true });
+    const queue = (id: string) => writeEntry(lab.queueDir, Buffer.from(message('Alice <alice@sender.test>', 'bob@receiver.test', id)), { mailFrom: 'alice@sender.test', recipients: ['bob@receiver.test'], origin: 'submission' });
+    const intact = await queue('intact');
+    const empty = await queue('empty-state');
+    const cut = await queue('cut-state');
+    truncateSync(join(lab.queueDir, `${empty.id}.json`), 0);
+    truncateSync(join(lab.queueDir, `${cut.id}.json`), 40);
+
+    await lab.startReceiver();
+    const log = { text: '' };
+    await lab.startSender(log);
+
+    for (const { id } of [empty, cut]) {
+      for (const name of [`${id}.json`, `${id}.eml`]) {
+        assert.ok(existsSync(join(lab.queueDir, 'damaged', name)), `${name} is not in queue/damaged/`);
+        assert.ok(!existsSync(join(lab.queueDir, name)), `${name} is still in the queue`);
+      }
+      const file = join(lab.queueDir, `${id}.json`);
+      const line = log.text.split('\n').filter(Boolean).map((l) => JSON.parse(l)).find((l) => l.file === file);
+      assert.ok(line, `no log line names ${file}:\n${log.text}`);
+      assert.equal(line.level, 50); // error
+      assert.match(line.reason, /JSON/);
+      assert.equal(line.movedTo, join(lab.queueDir, 'damaged'));
+      assert.ok(line.msg.includes(file), line.msg);
+    }
+
+    await lab.queueEmpty();
+    assert.deepEqual(lab.delivered(), ['<intact@client.example>']);
+    assert.ok(!existsSync(join(lab.queueDir, `${intact.id}.json`)));
+  } finally {
+    await lab.close();
   }
 });

@@ -52,6 +52,7 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
   const sessions = new SessionStore(join(options.dataDir, 'sessions'), instance.sessionsKept);
   const signer = new Signer(instance, options.keyDir);
   const queue = new Queue(join(options.dataDir, 'queue'));
+  for (const { file, reason, movedTo } of queue.damaged) log.error({ file, reason, movedTo }, `queue state file ${file} cannot be read (${reason}): moved aside into ${movedTo} with its message`);
   const worker = new DeliveryWorker(instance, queue, resolver, options.outbound, log);
   const forwarder = new Forwarder(instance, queue, options.keyDir, log);
   const closing = new Set<Promise<void>>();

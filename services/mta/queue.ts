@@ -3,8 +3,10 @@
 // (<id>.json). A message is in the queue once both are fsynced and the
 // directory entry too; only then does the submitter hear 250. After a crash,
 // everything with a state file is delivered; a message file without one was
-// never acknowledged and is removed.
-import { mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
+// never acknowledged and is removed. A state file that cannot be read (empty
+// or cut short by a full disk, say) is moved aside into damaged/ with its
+// message, for a person to look at: one bad file never stops the MTA.
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync } from 'node:fs';
 import { open, readFile, rename, unlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
@@ -43,19 +45,30 @@ export interface Enqueue {
   add(message: Buffer, fields: NewEntry): Promise<QueueEntry>;
 }
 
+// A state file found unreadable at start, and where it went.
+export interface DamagedEntry {
+  file: string;
+  reason: string;
+  movedTo: string;
+}
+
 export class Queue implements Enqueue {
   private dir: string;
   private entries = new Map<string, QueueEntry>();
+  readonly damaged: DamagedEntry[] = []; // the caller logs them
 
   constructor(dir: string) {
     this.dir = dir;
     mkdirSync(dir, { recursive: true });
-    const names = readdirSync(dir);
-    for (const name of names.filter((n) => n.endsWith('.json'))) {
-      const entry = JSON.parse(readFileSync(join(dir, name), 'utf8')) as QueueEntry;
-      this.entries.set(entry.id, entry);
+    for (const name of readdirSync(dir).filter((n) => n.endsWith('.json'))) {
+      const file = join(dir, name);
+      try {
+        this.entries.set(name.slice(0, -5), readState(file, name.slice(0, -5)));
+      } catch (error) {
+        this.damaged.push({ file, reason: (error as Error).message, movedTo: moveAside(dir, name.slice(0, -5)) });
+      }
     }
-    for (const name of names) {
+    for (const name of readdirSync(dir)) {
       const orphan = name.endsWith('.eml') && !this.entries.has(name.slice(0, -4));
       if (orphan || name.endsWith('.tmp')) unlinkSync(join(dir, name));
     }
@@ -73,8 +86,8 @@ export class Queue implements Enqueue {
     this.entries.set(id, JSON.parse(readFileSync(join(this.dir, `${id}.json`), 'utf8')) as QueueEntry);
   }
 
-  async save(entry: QueueEntry, durable = false): Promise<void> {
-    await saveState(this.dir, entry, durable);
+  async save(entry: QueueEntry): Promise<void> {
+    await saveState(this.dir, entry);
     this.entries.set(entry.id, entry);
   }
 
@@ -103,6 +116,22 @@ export class Queue implements Enqueue {
   }
 }
 
+function readState(file: string, id: string): QueueEntry {
+  const entry = JSON.parse(readFileSync(file, 'utf8')) as QueueEntry;
+  if (entry?.id !== id || !Array.isArray(entry.recipients)) throw new Error(`not the state of queue entry ${id}`);
+  return entry;
+}
+
+// <id>.json and <id>.eml into damaged/; returns that directory.
+function moveAside(dir: string, id: string): string {
+  const damaged = join(dir, 'damaged');
+  mkdirSync(damaged, { recursive: true });
+  for (const name of [`${id}.json`, `${id}.eml`]) {
+    if (existsSync(join(dir, name))) renameSync(join(dir, name), join(damaged, name));
+  }
+  return damaged;
+}
+
 // A new message, durably in the queue directory once this returns.
 export async function writeEntry(dir: string, message: Buffer, fields: NewEntry): Promise<QueueEntry> {
   const now = new Date().toISOString();
@@ -115,26 +144,26 @@ export async function writeEntry(dir: string, message: Buffer, fields: NewEntry)
     attempts: 0,
     nextAttemptAt: now,
   };
-  await writeFile(join(dir, `${entry.id}.eml`), message, true);
-  await saveState(dir, entry, true);
+  await writeFile(join(dir, `${entry.id}.eml`), message);
+  await saveState(dir, entry);
   return entry;
 }
 
-// The state file is replaced whole (write, rename). After a delivery the
-// state need not be durable: a crash before it reaches the disk means a
-// duplicate, never a loss.
-async function saveState(dir: string, entry: QueueEntry, durable: boolean): Promise<void> {
+// The state file is replaced whole (write, fsync, rename, fsync of the
+// directory), after every attempt as at the first save: a file the rename
+// made visible before its data reached the disk is empty after a crash.
+async function saveState(dir: string, entry: QueueEntry): Promise<void> {
   const file = join(dir, `${entry.id}.json`);
-  await writeFile(`${file}.tmp`, Buffer.from(JSON.stringify(entry)), durable);
+  await writeFile(`${file}.tmp`, Buffer.from(JSON.stringify(entry)));
   await rename(`${file}.tmp`, file);
-  if (durable) await syncDirectory(dir);
+  await syncDirectory(dir);
 }
 
-async function writeFile(file: string, data: Buffer, durable: boolean): Promise<void> {
+async function writeFile(file: string, data: Buffer): Promise<void> {
   const handle = await open(file, 'w', 0o600);
   try {
     await handle.writeFile(data);
-    if (durable) await handle.sync();
+    await handle.sync();
   } finally {
     await handle.close();
   }
