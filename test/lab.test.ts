@@ -15,6 +15,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { health } from '../scripts/lab/api.ts';
 import { readLab, root } from '../scripts/lab/compose.ts';
 import { findPortProblems } from '../scripts/lab/preflight.ts';
 import { lockEmbeddedLab } from './support/lab-lock.ts';
@@ -39,19 +40,45 @@ interface Runner {
   exited: Promise<number | null>;
 }
 
-// node scripts/lab.ts (what `npm run lab` runs), resolved once it says it is ready.
-async function startRunner(dataDir: string): Promise<Runner> {
+// node scripts/lab.ts (what `npm run lab` runs).
+function spawnRunner(dataDir: string): Runner {
   const child = spawn(process.execPath, ['scripts/lab.ts', '--fresh', '--data-dir', dataDir], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stdout.resume(); // the services' logs: read, or the runner would block on a full pipe
   child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const runner = { process: child, stderr: () => stderr, exited };
-  for (const deadline = Date.now() + 30_000; !/lab ready in \d+ ms/.test(stderr); await sleep(20)) {
-    if (child.exitCode !== null) throw new Error(`the lab exited (${child.exitCode}) before it was ready:\n${stderr}`);
-    if (Date.now() > deadline) throw new Error(`the lab was not ready within 30 s:\n${stderr}`);
+  return { process: child, stderr: () => stderr, exited };
+}
+
+// Resolved once the runner has said what pattern matches.
+async function said(runner: Runner, pattern: RegExp, timeoutMs = 30_000): Promise<void> {
+  for (const deadline = Date.now() + timeoutMs; !pattern.test(runner.stderr()); await sleep(20)) {
+    if (runner.process.exitCode !== null) throw new Error(`the lab exited (${runner.process.exitCode}) before it said ${pattern}:\n${runner.stderr()}`);
+    if (Date.now() > deadline) throw new Error(`the lab did not say ${pattern} within ${timeoutMs / 1000} s:\n${runner.stderr()}`);
   }
+}
+
+async function startRunner(dataDir: string): Promise<Runner> {
+  const runner = spawnRunner(dataDir);
+  await said(runner, /lab ready in \d+ ms/);
   return runner;
+}
+
+const isReceiver = (pid: number) => {
+  try {
+    return readFileSync(`/proc/${pid}/environ`, 'utf8').includes('MTA_CONFIG=instances/receiver.yaml');
+  } catch {
+    return false; // gone meanwhile
+  }
+};
+// The runner's receiver process once it runs the receiver's command (a
+// process just forked still has the runner's environment), other than those.
+async function receiverPid(runner: Runner, not: number[] = []): Promise<number> {
+  for (const deadline = Date.now() + 15_000; Date.now() < deadline; await sleep(5)) {
+    const pid = childPids(runner.process.pid!).find((p) => !not.includes(p) && isReceiver(p));
+    if (pid) return pid;
+  }
+  throw new Error(`no new receiver process within 15 s:\n${runner.stderr()}`);
 }
 
 async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -89,7 +116,7 @@ describe('the embedded lab', { skip }, () => {
   before(async () => {
     runner = await startRunner(dataDir);
   });
-  // A service that died took the lab down: the runner said which and why.
+  // No service died meanwhile (the runner would have said so, and restarted it).
   afterEach(() => assert.doesNotMatch(runner.stderr(), /stopped unexpectedly/, runner.stderr()));
   after(async () => {
     if (runner?.process.exitCode === null) {
@@ -210,16 +237,6 @@ describe('when the lab cannot run', { skip }, () => {
     }
   });
 
-  test('a service that dies: its last lines, the others stopped, a non-zero exit', async () => {
-    const runner = await startRunner(dataDir);
-    const pids = childPids(runner.process.pid!);
-    const receiver = pids.find((pid) => readFileSync(`/proc/${pid}/environ`, 'utf8').includes('MTA_CONFIG=instances/receiver.yaml'))!;
-    process.kill(receiver, 'SIGKILL');
-    assert.equal(await runner.exited, 1);
-    assert.match(runner.stderr(), /lab: receiver stopped unexpectedly \(signal SIGKILL\); its last lines:\n.*receiver \(mx\.receiver\.test\) listening/);
-    assert.deepEqual(pids.filter(alive), []);
-  });
-
   test('--help, on the lab and on each command', async () => {
     assert.match((await cli('--help')).stdout, /^npm run lab \[-- --fresh\]/);
     for (const command of ['status', 'send', 'lookup', 'inbox']) {
@@ -229,5 +246,73 @@ describe('when the lab cannot run', { skip }, () => {
     }
     const unknown = await cli('sned');
     assert.deepEqual([unknown.code, unknown.stderr], [2, 'lab: unknown command "sned" (npm run lab -- --help lists them)\n']);
+  });
+});
+
+// scripts/lab/restarts.ts: restarted after 100, 200, 400, 800 ms; the 5th crash within 60 s stops the lab.
+describe('when a service dies', { skip }, () => {
+  const dataDir = mkdtempSync(join(tmpdir(), 'lab-crash-'));
+  after(() => rmSync(dataDir, { recursive: true, force: true }));
+  const sorted = (pids: number[]) => [...pids].sort((a, b) => a - b);
+  const send = async (subject: string) => {
+    const sent = await cli('send', '--from', 'alice@sender.test', '--to', 'bob@receiver.test', '--subject', subject, '--wait');
+    assert.match(sent.stdout, /inbox -> INBOX/, sent.stderr);
+  };
+
+  test('killed with -9, it is restarted alone with its data; killed 5 times within 60 s, the lab stops', async () => {
+    const runner = await startRunner(dataDir);
+    await send('before the crash');
+    const pids = childPids(runner.process.pid!);
+    const receiver = pids.find(isReceiver)!;
+    process.kill(receiver, 'SIGKILL');
+    await said(runner, /lab: receiver is healthy again \(restarted in \d+ ms\)\n/, 15_000);
+    assert.match(
+      runner.stderr(),
+      /lab: receiver stopped unexpectedly \(signal SIGKILL\); its last lines:\n.*receiver \(mx\.receiver\.test\) listening[^]*\nlab: restarting receiver in 100 ms \(crash 1 within 60 s; at 5 the lab stops\)\n/,
+    );
+    assert.equal((await health(mta('receiver').health)).up, true);
+    const restarted = await receiverPid(runner, [receiver]);
+    assert.deepEqual(sorted(childPids(runner.process.pid!)), sorted([...pids.filter((p) => p !== receiver), restarted]), 'the others kept their processes');
+    await send('after the crash');
+    const inbox = await cli('inbox', 'bob@receiver.test');
+    for (const subject of ['before the crash', 'after the crash']) assert.match(inbox.stdout, new RegExp(`"${subject}"`));
+
+    // Four more, each as soon as its restart runs: no fifth restart.
+    const killed = [receiver];
+    for (let crash = 2; crash <= 5; crash++) {
+      const pid = await receiverPid(runner, killed);
+      process.kill(pid, 'SIGKILL');
+      killed.push(pid);
+    }
+    assert.equal(await runner.exited, 1, runner.stderr());
+    assert.match(runner.stderr(), /lab: restarting receiver in 800 ms \(crash 4 within 60 s; at 5 the lab stops\)\n/);
+    assert.match(runner.stderr(), /lab: receiver stopped unexpectedly 5 times within 60 s: giving up\nlab: stopping the other services\n(?:.*\n)*lab: stopped after a failure\n$/);
+    assert.deepEqual([...pids, ...killed].filter(alive), [], 'every service process has ended');
+    assert.deepEqual(await findPortProblems(lab.services), { busy: [], missing: [] });
+  });
+
+  test('Ctrl-C while it restarts stops everything', async () => {
+    const runner = await startRunner(dataDir);
+    const pids = childPids(runner.process.pid!);
+    const receiver = pids.find(isReceiver)!;
+    process.kill(receiver, 'SIGKILL');
+    const restarting = await receiverPid(runner, [receiver]);
+    runner.process.kill('SIGINT');
+    assert.equal(await runner.exited, 0, runner.stderr());
+    assert.match(runner.stderr(), /lab: restarting receiver in 100 ms [^]*lab: SIGINT, stopping\n(?:.*\n)*lab: stopped\n$/);
+    assert.deepEqual([...pids, restarting].filter(alive), []);
+    assert.deepEqual(await findPortProblems(lab.services), { busy: [], missing: [] });
+  });
+
+  test('one that dies before it is healthy cannot start: its last lines, no restart, the others stopped, a non-zero exit', async () => {
+    const runner = spawnRunner(dataDir);
+    const receiver = await receiverPid(runner);
+    const pids = childPids(runner.process.pid!);
+    process.kill(receiver, 'SIGKILL');
+    assert.equal(await runner.exited, 1);
+    assert.match(runner.stderr(), /lab: receiver stopped unexpectedly \(signal SIGKILL\); its last lines:\n(?:.*\n)*lab: stopping the other services\n/);
+    assert.doesNotMatch(runner.stderr(), /restarting|lab ready/);
+    assert.deepEqual(pids.filter(alive), []);
+    assert.deepEqual(await findPortProblems(lab.services), { busy: [], missing: [] });
   });
 });

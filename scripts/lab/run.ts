@@ -2,7 +2,9 @@
 // loopback twin of its lab address (DESIGN.md, "Two ways to run, one
 // behaviour"). Each starts once the services it depends on are healthy; one
 // table when all are; their logs interleaved on stdout, the runner's own
-// words on stderr. Ctrl-C or SIGTERM stops them all; so does one that dies.
+// words on stderr. Ctrl-C or SIGTERM stops them all. One that dies after it
+// was healthy is restarted (restarts.ts); one that cannot start, or keeps
+// dying, stops them all.
 import { Resolver } from 'node:dns/promises';
 import { rmSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
@@ -13,6 +15,7 @@ import { LabError } from './errors.ts';
 import { logStyle } from '../../services/lib/log-line.ts';
 import { LogFormat } from './logs.ts';
 import { checkPorts, missingAliases } from './preflight.ts';
+import { CRASH_LIMIT, CRASH_WINDOW_MS, Crashes } from './restarts.ts';
 import { running, startService, stopService, type Child } from './supervise.ts';
 import { table } from './table.ts';
 
@@ -53,7 +56,9 @@ export async function runLab(argv: string[]): Promise<number> {
 
   const names = lab.services.map((s) => s.name);
   const format = new LogFormat(names, logStyle(process.env));
-  const children: Child[] = [];
+  const children = new Map<string, Child>(); // each service's current process
+  const wasHealthy = new Set<string>();
+  const crashes = new Crashes();
   let stopping = false;
   let exitCode = 0;
   const stopped = Promise.withResolvers<void>();
@@ -61,7 +66,7 @@ export async function runLab(argv: string[]): Promise<number> {
   async function stopAll(): Promise<void> {
     if (stopping) return;
     stopping = true;
-    await Promise.all(children.map((c) => stopService(c)));
+    await Promise.all([...children.values()].map((c) => stopService(c)));
     stopped.resolve();
   }
 
@@ -74,27 +79,58 @@ export async function runLab(argv: string[]): Promise<number> {
     const missing = /EADDRNOTAVAIL\D*(\d+\.\d+\.\d+\.\d+)/.exec(text);
     if (busy) say(`lab: ${name} could not listen on ${busy[1]}: another program holds that port`);
     if (missing) say(`lab: ${missingAliases([missing[1]])}`);
+    // One that never became healthy cannot start: a restart would fail the same way.
+    if (!wasHealthy.has(name)) return giveUp();
+    const { count, delayMs } = crashes.record(name);
+    const window = `within ${CRASH_WINDOW_MS / 1000} s`;
+    if (delayMs === undefined) {
+      say(`lab: ${name} stopped unexpectedly ${count} times ${window}: giving up`);
+      return giveUp();
+    }
+    say(`lab: restarting ${name} in ${delayMs} ms (crash ${count} ${window}; at ${CRASH_LIMIT} the lab stops)`);
+    void restart(child.service, delayMs);
+  }
+
+  function giveUp(): void {
     say('lab: stopping the other services');
     exitCode = 1;
     void stopAll();
+  }
+
+  // The same command and environment, the same data directory.
+  async function restart(s: LabService, delayMs: number): Promise<void> {
+    await sleep(delayMs);
+    if (stopping) return;
+    const begun = performance.now();
+    try {
+      if (await healthy(s, start(s))) say(`lab: ${s.name} is healthy again (restarted in ${Math.round(performance.now() - begun)} ms)`);
+    } catch (error) {
+      say(`lab: ${(error as Error).message}`);
+      giveUp();
+    }
   }
 
   function start(s: LabService): Child {
     const child = startService(s, { LAB_EMBEDDED: '1', LOG_FORMAT: 'json' }, (c, text, stream) => {
       process.stdout.write(`${format.line(c.service.name, text, stream)}\n`);
     });
-    children.push(child);
+    children.set(s.name, child);
     void child.closed.then(({ code, signal }) => {
       if (!stopping) died(child, code, signal);
     });
     return child;
   }
 
-  async function healthy(s: LabService, child: Child): Promise<void> {
+  // False when it died or the lab is stopping before it was healthy.
+  async function healthy(s: LabService, child: Child): Promise<boolean> {
     for (const deadline = Date.now() + STARTUP_TIMEOUT_MS; !stopping && running(child); await sleep(20)) {
-      if ((await health(s.health, 500)).up) return;
+      if ((await health(s.health, 500)).up) {
+        wasHealthy.add(s.name);
+        return true;
+      }
       if (Date.now() > deadline) throw new LabError(`${s.name} did not become healthy within ${STARTUP_TIMEOUT_MS / 1000} s (${s.health})`);
     }
+    return false;
   }
 
   // Each service once, after the ones it depends on (compose's depends_on).
@@ -118,7 +154,7 @@ export async function runLab(argv: string[]): Promise<number> {
   }
   // The children have process groups of their own: if the runner ends in a
   // way nobody planned, nothing else would stop them.
-  process.on('exit', () => children.filter(running).forEach((c) => c.process.kill('SIGKILL')));
+  process.on('exit', () => [...children.values()].filter(running).forEach((c) => c.process.kill('SIGKILL')));
 
   const shown = relative(process.cwd(), dataDir);
   say(`lab: starting ${names.join(', ')} from compose.yaml (data in ${shown.startsWith('..') ? dataDir : shown || '.'})`);
