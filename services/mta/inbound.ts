@@ -15,6 +15,7 @@ import { headerValue, parseHeaders } from './headers.ts';
 import type { Instance } from './instance.ts';
 import { splitMailbox, type Maildir } from './maildir.ts';
 import type { SessionRecord, SessionWriter, Transaction } from './sessions.ts';
+import { mailFromRefusal, rcptToRefusal } from './smtputf8.ts';
 import { receivedHeader, traceHeaders, type TraceInfo } from './trace.ts';
 import { verify } from './verify.ts';
 
@@ -199,7 +200,9 @@ export function createInbound(ctx: InboundContext): SMTPServer {
       callback();
     },
 
-    onMailFrom(_address, session, callback) {
+    onMailFrom(address, session, callback) {
+      const eightBit = mailFromRefusal(address);
+      if (eightBit) return callback(eightBit);
       const state = live.get(session.id);
       if (state) {
         state.record.client.helo = session.hostNameAppearsAs;
@@ -211,6 +214,8 @@ export function createInbound(ctx: InboundContext): SMTPServer {
     },
 
     onRcptTo(address, session, callback) {
+      const eightBit = rcptToRefusal(address, session);
+      if (eightBit) return callback(eightBit);
       const [, domain] = splitMailbox(address.address);
       if (!instance.domains.has(domain)) {
         return callback(smtpError(550, `5.7.1 Relaying denied: ${instance.hostname} does not accept mail for ${domain}`));

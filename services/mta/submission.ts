@@ -12,6 +12,7 @@ import type { Instance } from './instance.ts';
 import { splitMailbox } from './maildir.ts';
 import type { Queue } from './queue.ts';
 import type { Signer } from './sign.ts';
+import { mailFromRefusal, rcptToRefusal } from './smtputf8.ts';
 import { receivedHeader, rfc5322Date } from './trace.ts';
 
 export interface SubmissionContext {
@@ -114,13 +115,17 @@ export function createSubmission(ctx: SubmissionContext): SMTPServer {
     },
 
     onMailFrom(address, session, callback) {
+      const eightBit = mailFromRefusal(address);
+      if (eightBit) return callback(eightBit);
       if (address.address && !mayUse(address.address)) {
         return callback(smtpError(553, `5.7.1 ${session.user} may not send as ${address.address} (not a domain of ${instance.hostname})`));
       }
       callback();
     },
 
-    onRcptTo(_address, session, callback) {
+    onRcptTo(address, session, callback) {
+      const eightBit = rcptToRefusal(address, session);
+      if (eightBit) return callback(eightBit);
       if (session.envelope.rcptTo.length >= instance.limits.recipients) {
         return callback(smtpError(452, `4.5.3 Too many recipients: at most ${instance.limits.recipients} per message`));
       }
