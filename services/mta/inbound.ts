@@ -36,9 +36,16 @@ interface Live {
   clientAddress: string;
   busy: Promise<unknown>; // the message being processed; closing waits for it
   saved: () => void; // settles this session's entry in ctx.closing
+  refusedRecipients: number; // unknown mailboxes and foreign domains asked for, in the whole session
 }
 
 const smtpError = (code: number, text: string) => Object.assign(new Error(text), { responseCode: code });
+
+// A client that keeps asking for addresses that are not here is guessing
+// them (mailbox harvesting, a dictionary attack): after this many refused
+// RCPTs in one session the next one gets 421 and the connection is closed,
+// as Postfix does after smtpd_hard_error_limit errors (20 there).
+const REFUSED_RECIPIENTS = 10;
 
 export function createInbound(ctx: InboundContext): SMTPServer {
   const { instance, resolver, maildir, sessions, forwarder, log } = ctx;
@@ -62,6 +69,16 @@ export function createInbound(ctx: InboundContext): SMTPServer {
   const mailboxExists = (address: string) => {
     const [local, domain] = splitMailbox(address);
     return instance.domains.get(domain)?.has(local) ?? false;
+  };
+
+  // Why a recipient is not taken here, or undefined when it is.
+  const recipientRefusal = (address: string): Error | undefined => {
+    const [, domain] = splitMailbox(address);
+    if (!instance.domains.has(domain)) return smtpError(550, `5.7.1 Relaying denied: ${instance.hostname} does not accept mail for ${domain}`);
+    const forwarding = forwarder.accepts(address);
+    if (forwarding && !forwarding.ok) return smtpError(550, `5.1.1 ${address}: ${forwarding.reason}`);
+    if (!forwarding && !mailboxExists(address)) return smtpError(550, `5.1.1 No such mailbox: ${address}`);
+    return undefined;
   };
 
   async function receive(stream: SMTPServerDataStream, session: SMTPServerSession, state: Live): Promise<string> {
@@ -188,6 +205,7 @@ export function createInbound(ctx: InboundContext): SMTPServer {
         clientAddress,
         busy: Promise.resolve(),
         saved,
+        refusedRecipients: 0,
         record: {
           id: session.id,
           instance: instance.name,
@@ -216,16 +234,14 @@ export function createInbound(ctx: InboundContext): SMTPServer {
     onRcptTo(address, session, callback) {
       const eightBit = rcptToRefusal(address, session);
       if (eightBit) return callback(eightBit);
-      const [, domain] = splitMailbox(address.address);
-      if (!instance.domains.has(domain)) {
-        return callback(smtpError(550, `5.7.1 Relaying denied: ${instance.hostname} does not accept mail for ${domain}`));
-      }
-      const forwarding = forwarder.accepts(address.address);
-      if (forwarding && !forwarding.ok) {
-        return callback(smtpError(550, `5.1.1 ${address.address}: ${forwarding.reason}`));
-      }
-      if (!forwarding && !mailboxExists(address.address)) {
-        return callback(smtpError(550, `5.1.1 No such mailbox: ${address.address}`));
+      const refused = recipientRefusal(address.address);
+      if (refused) {
+        const state = live.get(session.id);
+        if (state && ++state.refusedRecipients > REFUSED_RECIPIENTS) {
+          log.info({ session: session.id, client: state.clientAddress }, 'too many refused recipients: closing the session');
+          return callback(smtpError(421, `4.7.0 Too many unknown recipients: more than ${REFUSED_RECIPIENTS} refused in one session; closing the connection`));
+        }
+        return callback(refused);
       }
       if (session.envelope.rcptTo.length >= instance.limits.recipients) {
         return callback(smtpError(452, `4.5.3 Too many recipients: at most ${instance.limits.recipients} per message`));

@@ -1,0 +1,50 @@
+// What a hostile client does to an MX, over real sockets against the real
+// receiver: guessing mailboxes one RCPT after another.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { RawSmtp } from './support/smtp.ts';
+import { startLab, type LabMta, type TestLab } from './support/lab.ts';
+
+const REFUSED_RECIPIENTS = 10; // services/mta/inbound.ts
+
+let lab: TestLab;
+let receiver: LabMta;
+
+before(async () => {
+  lab = await startLab();
+  receiver = await lab.start('receiver');
+});
+after(() => lab.close());
+
+async function mx(): Promise<RawSmtp> {
+  const { smtp } = await RawSmtp.open(receiver.host, receiver.mxPort, '127.0.2.66');
+  assert.equal((await smtp.command('EHLO mta.attacker.test')).code, 250);
+  return smtp;
+}
+
+describe('mailbox harvesting', () => {
+  test(`after ${REFUSED_RECIPIENTS} refused RCPTs in a session the next one gets 421 4.7.0 and the connection closes`, async () => {
+    const smtp = await mx();
+    assert.equal((await smtp.command('MAIL FROM:<mallory@attacker.test>')).code, 250);
+    // Known mailboxes in between do not count; a foreign domain does; RSET does not start over.
+    for (let i = 1; i <= REFUSED_RECIPIENTS; i++) {
+      const rcpt = i === 5 ? 'someone@gmail.com' : `guess${i}@receiver.test`;
+      assert.match((await smtp.command(`RCPT TO:<${rcpt}>`)).text, /^550 5\.(1\.1|7\.1) /, rcpt);
+      if (i === 3) assert.equal((await smtp.command('RCPT TO:<alice@receiver.test>')).code, 250);
+      if (i === 7) {
+        assert.equal((await smtp.command('RSET')).code, 250);
+        assert.equal((await smtp.command('MAIL FROM:<mallory@attacker.test>')).code, 250);
+      }
+    }
+    const cut = await smtp.command('RCPT TO:<guess11@receiver.test>');
+    assert.equal(cut.text, '421 4.7.0 Too many unknown recipients: more than 10 refused in one session; closing the connection');
+    await smtp.closed;
+    assert.equal((await smtp.read()).code, 0, 'the server closed the connection');
+
+    // The next session starts with a clean count.
+    const again = await mx();
+    assert.equal((await again.command('MAIL FROM:<mallory@attacker.test>')).code, 250);
+    assert.match((await again.command('RCPT TO:<guess12@receiver.test>')).text, /^550 5\.1\.1 /);
+    assert.equal((await again.command('QUIT')).code, 221);
+  });
+});
