@@ -1,10 +1,24 @@
 // The small JSON-over-HTTP servers of the lab (DNS control, MTA API): one
 // handler that returns a value or throws HttpError, with limits on clients,
-// time and body size.
+// time and body size. No request, however malformed, ends the process: it
+// gets a 400 with a JSON error.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Endpoint } from './config.ts';
 
 const MAX_BODY = 64 * 1024;
+const MAX_CONNECTIONS = 64;
+// One client address may hold only half the slots, so that one client cannot
+// lock out the rest; half leaves it room for the 16 event streams the API
+// allows (events.ts) and requests beside them.
+const MAX_CONNECTIONS_PER_ADDRESS = MAX_CONNECTIONS / 2;
+// A client that has not sent its request header within this time is dropped:
+// a slow-header client holds a slot for seconds, not a minute. Once the
+// request is read, no timeout applies to the answer, so a stream of
+// server-sent events stays open.
+const HEADERS_TIMEOUT_MS = 3_000;
+const REQUEST_TIMEOUT_MS = 10_000; // the whole request, body included
+const KEEP_ALIVE_TIMEOUT_MS = 5_000; // idle between requests
 
 export class HttpError extends Error {
   status: number;
@@ -39,14 +53,25 @@ export class Takeover {
 export type Handler = (request: IncomingMessage, url: URL) => Promise<unknown>;
 
 export function startHttp(listen: Endpoint, handler: Handler): Promise<Server> {
-  const server = createServer((request, response) => {
-    const url = new URL(request.url ?? '/', 'http://lab');
-    handler(request, url)
-      .then((body) => send(response, 200, body))
-      .catch((error: Error) => send(response, error instanceof HttpError ? error.status : 500, { error: error.message }));
-  });
-  server.requestTimeout = 10_000;
-  server.maxConnections = 64;
+  const server = createServer(
+    {
+      headersTimeout: HEADERS_TIMEOUT_MS,
+      requestTimeout: REQUEST_TIMEOUT_MS,
+      keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+      connectionsCheckingInterval: 500, // how often the two timeouts above are checked (Node's default: 30 s)
+    },
+    (request, response) => {
+      // Nothing thrown here may escape: an exception outside the handler's
+      // promise would end the process.
+      answer(request, handler).then(
+        ({ status, body }) => send(response, status, body),
+        () => response.destroy(), // the answer itself failed half-way: nothing sensible left to say
+      );
+    },
+  );
+  server.maxConnections = MAX_CONNECTIONS;
+  limitPerAddress(server);
+  server.on('clientError', refuseUnparsable);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(listen.port, listen.host, () => resolve(server));
@@ -66,6 +91,52 @@ export async function readJson(request: IncomingMessage): Promise<unknown> {
   } catch {
     throw new HttpError(400, 'body is not JSON');
   }
+}
+
+async function answer(request: IncomingMessage, handler: Handler): Promise<{ status: number; body: unknown }> {
+  try {
+    return { status: 200, body: await handler(request, parseUrl(request.url)) };
+  } catch (error) {
+    // A URIError is a malformed percent-encoding in the request (decodeURIComponent).
+    const status = error instanceof HttpError ? error.status : error instanceof URIError ? 400 : 500;
+    return { status, body: { error: (error as Error).message } };
+  }
+}
+
+function parseUrl(target = '/'): URL {
+  try {
+    return new URL(target, 'http://lab');
+  } catch {
+    throw new HttpError(400, 'malformed request target');
+  }
+}
+
+function limitPerAddress(server: Server): void {
+  const open = new Map<string, number>();
+  server.on('connection', (socket: Socket) => {
+    const address = socket.remoteAddress;
+    if (address === undefined) return socket.destroy(); // already gone
+    const count = (open.get(address) ?? 0) + 1;
+    if (count > MAX_CONNECTIONS_PER_ADDRESS) return socket.destroy(); // as Node drops a connection over maxConnections
+    open.set(address, count);
+    socket.once('close', () => {
+      const left = open.get(address)! - 1;
+      if (left === 0) open.delete(address);
+      else open.set(address, left);
+    });
+  });
+}
+
+// A request Node's parser cannot read, or one too slow: a JSON error in
+// place of Node's empty answer, then the connection closes.
+function refuseUnparsable(error: NodeJS.ErrnoException, socket: Socket): void {
+  // An answer already under way on this connection cannot be followed by another.
+  const answering = (socket as Socket & { _httpMessage?: ServerResponse })._httpMessage?.headersSent;
+  if (error.code === 'ECONNRESET' || !socket.writable || answering) return void socket.destroy();
+  const [status, reason] =
+    error.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'Request Timeout'] : error.code === 'HPE_HEADER_OVERFLOW' ? [431, 'Request Header Fields Too Large'] : [400, 'Bad Request'];
+  const text = JSON.stringify({ error: status === 400 ? `malformed request (${error.code})` : reason.toLowerCase() }) + '\n';
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`);
 }
 
 function send(response: ServerResponse, status: number, body: unknown): void {
