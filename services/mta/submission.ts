@@ -7,6 +7,7 @@ import './reply-codes.ts';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { labAddress } from '../lib/addressing.ts';
 import type { Logger } from '../lib/log.ts';
+import { AuthThrottle } from './auth-throttle.ts';
 import { headerValue, parseHeaders } from './headers.ts';
 import type { Instance } from './instance.ts';
 import { splitMailbox } from './maildir.ts';
@@ -30,6 +31,7 @@ export function createSubmission(ctx: SubmissionContext): SMTPServer {
   const { instance, queue, signer, log } = ctx;
   const ours = (domain: string) => instance.domains.has(domain.toLowerCase());
   const mayUse = (address: string) => instance.submission.senders === 'any' || ours(splitMailbox(address)[1]);
+  const throttle = new AuthThrottle();
 
   async function submit(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
     const chunks: Buffer[] = [];
@@ -104,12 +106,23 @@ export function createSubmission(ctx: SubmissionContext): SMTPServer {
     logger: false,
 
     // Login with the full address; the password is the user's lab password.
-    onAuth(auth, _session, callback) {
+    onAuth(auth, session, callback) {
+      const client = labAddress(session.remoteAddress);
+      const lockedOut = (seconds: number) => smtpError(421, `4.7.0 Too many failed logins from ${client}: try again in ${seconds} s`);
+      const locked = throttle.lockedFor(client);
+      if (locked) return callback(lockedOut(locked));
       const login = String(auth.username ?? '').toLowerCase();
       const [local, domain] = splitMailbox(login);
       const password = instance.submission.passwords.get(local);
       if (!login.includes('@') || !ours(domain) || password === undefined || auth.password !== password) {
-        return callback(smtpError(535, '5.7.8 Authentication failed: wrong user name or password'));
+        const wait = throttle.failed(client);
+        if (wait === 'locked') {
+          log.warn({ client, login }, 'too many failed logins: address locked out');
+          return callback(lockedOut(throttle.lockedFor(client)));
+        }
+        // The reply waits; so does every command pipelined behind it.
+        setTimeout(() => callback(smtpError(535, '5.7.8 Authentication failed: wrong user name or password')), wait);
+        return;
       }
       callback(null, { user: login });
     },
