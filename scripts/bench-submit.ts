@@ -128,7 +128,7 @@ const inbox = join(work, 'receiver/mail/receiver.test/bob/new');
 
 try {
   await waitForHttp('the lab DNS', dns, `http://127.0.2.53:${controlPort}/health`);
-  const override = await fetch(`http://127.0.2.53:${controlPort}/overrides`, { method: 'POST', body: JSON.stringify({ name: 'mx.receiver.test', type: 'A', values: [receiverLab] }) });
+  const override = await fetch(`http://127.0.2.53:${controlPort}/overrides`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'mx.receiver.test', type: 'A', values: [receiverLab] }) });
   if (!override.ok) throw new Error(`DNS override: ${await override.text()}`);
   await waitForHttp('the sender', sender, `${senderApi}/api/health`);
   await waitForHttp('the receiver', receiver, `http://${receiverHost}:${receiverPorts.api}/api/health`);

@@ -228,7 +228,7 @@ describe("answers seen by Node's resolver", () => {
 
 describe('control endpoint', () => {
   const call = async (method: string, path: string, body?: unknown) => {
-    const response = await fetch(controlUrl + path, { method, body: body === undefined ? undefined : JSON.stringify(body) });
+    const response = await fetch(controlUrl + path, { method, headers: { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
     return { status: response.status, body: await response.json() };
   };
 
@@ -289,7 +289,7 @@ describe('control endpoint', () => {
     assert.match(bad.body.error, /"300.1.1.1" is not an IPv4 address/);
     assert.match((await call('POST', '/overrides', { name: 'x.features.test', type: 'HINFO', values: [] })).body.error, /"type" must be one of/);
     assert.match((await call('POST', '/overrides', { name: 'x.features.test', type: 'A', values: '192.0.2.1' })).body.error, /"values" must be a list/);
-    const notJson = await fetch(controlUrl + '/overrides', { method: 'POST', body: '{' });
+    const notJson = await fetch(controlUrl + '/overrides', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{' });
     assert.equal(notJson.status, 400);
     assert.equal((await call('GET', '/nothing')).status, 404);
   });

@@ -4,6 +4,7 @@
 // client library would refuse to send such a request.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { connect, type Socket } from 'node:net';
 import type { Server } from 'node:http';
 import { pino } from 'pino';
@@ -125,3 +126,75 @@ describe('slow clients', () => {
   });
 });
 
+describe('who may use the servers', () => {
+  // GET with a given Host header (fetch would send the URL's own).
+  const withHost = (at: string, path: string, host: string) => raw(at, `GET ${path} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+
+  test('the APIs answer only for an address, localhost or their own name (DNS rebinding)', async () => {
+    const port = api.split(':')[1];
+    for (const host of [api, `127.0.0.1:${port}`, `localhost:${port}`, `mx.receiver.test:${port}`, `192.0.2.20:${port}`, `[::1]:${port}`]) {
+      assert.equal((await withHost(api, '/api/health', host)).status, 200, host);
+    }
+    for (const host of [`attacker.example:${port}`, `mta.attacker.test:${port}`, 'rebind.127.0.2.20.nip.io']) {
+      const refused = await withHost(api, '/api/mailboxes', host);
+      assert.equal(refused.status, 421, host);
+      assert.match(JSON.parse(refused.body).error, /does not answer for the name/);
+    }
+    const controlPort = controlAt.split(':')[1];
+    assert.equal((await withHost(controlAt, '/health', `ns.lab.test:${controlPort}`)).status, 200);
+    assert.equal((await withHost(controlAt, '/overrides', `attacker.example:${controlPort}`)).status, 421);
+  });
+
+  test('the DNS control endpoint takes changes only as JSON, never from a page of another origin', async () => {
+    const body = JSON.stringify({ name: '_dmarc.sender.test', type: 'TXT', values: ['v=DMARC1; p=none'] });
+    const post = (headers: Record<string, string>) => fetch(`http://${controlAt}/overrides`, { method: 'POST', headers, body });
+    // What a page elsewhere can send without a preflight: a form or text/plain, with its Origin.
+    const crossOrigin = await post({ origin: 'http://evil.example', 'content-type': 'application/json' });
+    assert.equal(crossOrigin.status, 403);
+    assert.match((await crossOrigin.json()).error, /not taken from web pages of other origins/);
+    assert.equal((await post({ 'content-type': 'text/plain' })).status, 415);
+    assert.equal((await post({ 'content-type': 'application/x-www-form-urlencoded' })).status, 415);
+    const remove = await fetch(`http://${controlAt}/overrides`, { method: 'DELETE', headers: { origin: 'http://evil.example' } });
+    assert.equal(remove.status, 403);
+    assert.deepEqual(await (await fetch(`http://${controlAt}/overrides`)).json(), []);
+    // The endpoint's own origin, and the lab's tools (no Origin), may.
+    assert.equal((await post({ origin: `http://${controlAt}`, 'content-type': 'application/json; charset=utf-8' })).status, 200);
+    assert.equal((await fetch(`http://${controlAt}/overrides`, { method: 'DELETE' })).status, 200);
+  });
+
+  test('at most 1,000 overrides are in force; one more is refused with the reason, a replacement is not', async () => {
+    const post = (name: string, value = '192.0.2.99') =>
+      fetch(`http://${controlAt}/overrides`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name, type: 'A', values: [value] }) });
+    try {
+      for (let i = 0; i < 1000; i++) assert.equal((await post(`h${i}.sender.test`)).status, 200);
+      const more = await post('h1000.sender.test');
+      assert.equal(more.status, 429);
+      assert.match((await more.json()).error, /at most 1000 overrides at once/);
+      assert.equal((await post('h0.sender.test', '192.0.2.98')).status, 200);
+    } finally {
+      await fetch(`http://${controlAt}/overrides`, { method: 'DELETE' });
+    }
+  });
+});
+
+test('the DNS server alone opens its control endpoint on loopback unless told otherwise', async () => {
+  const main = new URL('../services/dns/main.ts', import.meta.url).pathname;
+  const { DNS_CONTROL_LISTEN: _, ...env } = process.env;
+  const child = spawn(process.execPath, [main], {
+    env: { ...env, LOG_LEVEL: 'info', LOG_FORMAT: 'json', DNS_LISTEN: '127.0.0.1:0', ZONE_DIR: new URL('./fixtures/zones/', import.meta.url).pathname },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (chunk) => (output += chunk));
+  child.stderr.on('data', (chunk) => (output += chunk));
+  try {
+    // Listening, or refused because another program holds the port: either way, where it tried.
+    for (const deadline = Date.now() + 5000; !/control endpoint/.test(output); ) {
+      assert.ok(Date.now() < deadline, `no word of the control endpoint: ${output}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.match(output, /"control":"127\.0\.0\.1:8053"|control endpoint 127\.0\.0\.1:8053:/);
+  } finally {
+    child.kill('SIGKILL');
+  }
+});

@@ -88,7 +88,7 @@ async function crashLab(sender: Record<string, unknown>) {
   const control = await startControl(dns, { host: '127.0.2.53', port: 0 }, silent);
   const { port } = control.address() as { port: number };
   const override = { name: 'mx.receiver.test', type: 'A', values: [receiverLab] };
-  assert.equal((await fetch(`http://127.0.2.53:${port}/overrides`, { method: 'POST', body: JSON.stringify(override) })).status, 200);
+  assert.equal((await fetch(`http://127.0.2.53:${port}/overrides`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(override) })).status, 200);
 
   const senderPorts = { mx: await freePort(SENDER), submission: await freePort(SENDER), api: await freePort(SENDER) };
   const senderFile = instanceFile(work, 'sender', { ports: senderPorts, ...sender });

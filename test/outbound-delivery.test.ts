@@ -54,7 +54,7 @@ const bounceFor = (recipient: string) => arrival(sender, alice, `Final-Recipient
 
 async function override(name: string, type: string, values: string[]): Promise<void> {
   const { port } = control.address() as { port: number };
-  const response = await fetch(`http://127.0.2.53:${port}/overrides`, { method: 'POST', body: JSON.stringify({ name, type, values }) });
+  const response = await fetch(`http://127.0.2.53:${port}/overrides`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name, type, values }) });
   assert.equal(response.status, 200, await response.text());
 }
 

@@ -26,7 +26,7 @@ after(async () => {
 });
 
 const override = (name: string, type: string, values: string[], ttl: number) =>
-  fetch(`${controlUrl}/overrides`, { method: 'POST', body: JSON.stringify({ name, type, values, ttl }) });
+  fetch(`${controlUrl}/overrides`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name, type, values, ttl }) });
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 test("answers in the shapes of Node's dns.promises, errors with its codes", async () => {

@@ -104,6 +104,7 @@ export class ScenarioDns {
   private async call(method: string, path: string, body?: unknown): Promise<void> {
     const response = await fetch(`${this.target.control}${path}`, {
       method,
+      headers: { 'content-type': 'application/json' },
       body: body === undefined ? undefined : JSON.stringify(body),
       signal: AbortSignal.timeout(3000),
     });

@@ -10,6 +10,13 @@
 //   DELETE /overrides?name=&type=     clear matching overrides (all without filters;
 //                                     type=fault for a fault override)
 //
+// Only the lab's own tools may change the lab's DNS: a write from a web page
+// of another origin is refused (403), and so is one that is not JSON (415:
+// a cross-origin page cannot send JSON without a preflight, which this
+// endpoint never grants); a request for a name other than the server's
+// (DNS rebinding) is refused by startHttp (421). At most MAX_OVERRIDES
+// overrides are in force (429).
+//
 // TXT values are the text itself (split at 255 bytes on the wire); other
 // types are written as in a zone file ("10 mx.receiver.test."). An empty
 // values list hides the name's records of that type. A fault is servfail,
@@ -19,17 +26,19 @@ import type { Logger } from '../lib/log.ts';
 import type { Endpoint } from '../lib/config.ts';
 import { HttpError, readJson, startHttp } from '../lib/http.ts';
 import type { DnsServer } from './server.ts';
-import type { Override } from './zones.ts';
+import { OverrideLimitError, type Override } from './zones.ts';
 import { checkName, faultOf, normalizeName, parseRdata, RECORD_TYPES, splitTxt, type RecordType, type ZoneRecord } from './zone-file.ts';
 
 const DEFAULT_OVERRIDE_TTL = 5;
+const NAMES = ['ns.lab.test']; // the lab's name for this server (DESIGN.md, "The lab world")
 
 export function startControl(dns: DnsServer, listen: Endpoint, log: Logger): Promise<Server> {
-  return startHttp(listen, (request, url) => handle(dns, request, url, log));
+  return startHttp(listen, NAMES, (request, url) => handle(dns, request, url, log));
 }
 
 async function handle(dns: DnsServer, request: IncomingMessage, url: URL, log: Logger): Promise<unknown> {
   const route = `${request.method} ${url.pathname}`;
+  if (request.method !== 'GET' && request.method !== 'HEAD') checkWriter(request);
   switch (route) {
     case 'GET /health':
       return { status: 'ok', zones: dns.zones.zones.length, generation: dns.zones.generation };
@@ -47,7 +56,12 @@ async function handle(dns: DnsServer, request: IncomingMessage, url: URL, log: L
       return dns.zones.listOverrides().map(describe);
     case 'POST /overrides': {
       const override = parseOverride(await readJson(request), dns);
-      dns.zones.setOverride(override);
+      try {
+        dns.zones.setOverride(override);
+      } catch (error) {
+        if (error instanceof OverrideLimitError) throw new HttpError(429, error.message);
+        throw error;
+      }
       log.info({ override: describe(override) }, 'override set');
       return describe(override);
     }
@@ -60,6 +74,15 @@ async function handle(dns: DnsServer, request: IncomingMessage, url: URL, log: L
     }
     default:
       throw new HttpError(404, `no such endpoint: ${route}`);
+  }
+}
+
+// A write comes from the lab's tools, never from a page of another origin.
+function checkWriter(request: IncomingMessage): void {
+  const { origin, host } = request.headers;
+  if (origin !== undefined && origin !== `http://${host}`) throw new HttpError(403, `changes to the lab's DNS are not taken from web pages of other origins (${origin})`);
+  if (request.method === 'POST' && !/^application\/json\s*(;|$)/i.test(request.headers['content-type'] ?? '')) {
+    throw new HttpError(415, 'send JSON (Content-Type: application/json)');
   }
 }
 

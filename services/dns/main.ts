@@ -1,7 +1,9 @@
 // node services/dns/main.ts: the lab's authoritative DNS server.
 //   DNS_LISTEN          host:port for UDP and TCP (default 0.0.0.0:53)
 //   ZONE_DIR            directory of *.zone master files (default dns-zone)
-//   DNS_CONTROL_LISTEN  host:port of the HTTP control endpoint (default 0.0.0.0:8053)
+//   DNS_CONTROL_LISTEN  host:port of the HTTP control endpoint (default 127.0.0.1:8053:
+//                       it changes the lab's DNS, so it is opened wider only on purpose,
+//                       as compose.yaml does inside the container)
 import { existsSync, statSync } from 'node:fs';
 import { ConfigError, exitOnConfigError, readEndpoint, readString } from '../lib/config.ts';
 import { createLogger } from '../lib/log.ts';
@@ -14,7 +16,7 @@ const log = createLogger('dns');
 function readConfig(env: NodeJS.ProcessEnv) {
   const config = {
     listen: readEndpoint(env, 'DNS_LISTEN', '0.0.0.0:53'),
-    controlListen: readEndpoint(env, 'DNS_CONTROL_LISTEN', '0.0.0.0:8053'),
+    controlListen: readEndpoint(env, 'DNS_CONTROL_LISTEN', '127.0.0.1:8053'),
     zoneDir: readString(env, 'ZONE_DIR', 'dns-zone'),
   };
   if (!existsSync(config.zoneDir) || !statSync(config.zoneDir).isDirectory()) {

@@ -12,6 +12,12 @@ export type Override =
   | { name: string; type: RecordType; records: ZoneRecord[] }
   | { name: string; fault: Fault };
 
+// Overrides are for scenarios, which set a few at a time; the bound keeps a
+// runaway client from growing the index (and each rebuild) without end.
+export const MAX_OVERRIDES = 1000;
+
+export class OverrideLimitError extends Error {}
+
 function overrideKey(override: Override): string {
   return 'fault' in override ? `${override.name} fault` : `${override.name} ${override.type}`;
 }
@@ -79,7 +85,11 @@ export class ZoneSet {
     if (!this.findZone(override.name)) {
       throw new Error(`no zone holds ${override.name}`);
     }
-    this.overrides.set(overrideKey(override), override);
+    const key = overrideKey(override);
+    if (!this.overrides.has(key) && this.overrides.size >= MAX_OVERRIDES) {
+      throw new OverrideLimitError(`at most ${MAX_OVERRIDES} overrides at once: clear some first (DELETE /overrides)`);
+    }
+    this.overrides.set(key, override);
     this.rebuild();
   }
 

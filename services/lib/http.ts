@@ -3,7 +3,7 @@
 // time and body size. No request, however malformed, ends the process: it
 // gets a 400 with a JSON error.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import type { Endpoint } from './config.ts';
 
 const MAX_BODY = 64 * 1024;
@@ -52,7 +52,9 @@ export class Takeover {
 
 export type Handler = (request: IncomingMessage, url: URL) => Promise<unknown>;
 
-export function startHttp(listen: Endpoint, handler: Handler): Promise<Server> {
+// names: the host names the server is reached by (besides any address and
+// localhost); a request for another name is refused (checkHost).
+export function startHttp(listen: Endpoint, names: string[], handler: Handler): Promise<Server> {
   const server = createServer(
     {
       headersTimeout: HEADERS_TIMEOUT_MS,
@@ -63,7 +65,7 @@ export function startHttp(listen: Endpoint, handler: Handler): Promise<Server> {
     (request, response) => {
       // Nothing thrown here may escape: an exception outside the handler's
       // promise would end the process.
-      answer(request, handler).then(
+      answer(request, names, handler).then(
         ({ status, body }) => send(response, status, body),
         () => response.destroy(), // the answer itself failed half-way: nothing sensible left to say
       );
@@ -93,14 +95,28 @@ export async function readJson(request: IncomingMessage): Promise<unknown> {
   }
 }
 
-async function answer(request: IncomingMessage, handler: Handler): Promise<{ status: number; body: unknown }> {
+async function answer(request: IncomingMessage, names: string[], handler: Handler): Promise<{ status: number; body: unknown }> {
   try {
-    return { status: 200, body: await handler(request, parseUrl(request.url)) };
+    const url = parseUrl(request.url);
+    checkHost(request.headers.host, names);
+    return { status: 200, body: await handler(request, url) };
   } catch (error) {
     // A URIError is a malformed percent-encoding in the request (decodeURIComponent).
     const status = error instanceof HttpError ? error.status : error instanceof URIError ? 400 : 500;
     return { status, body: { error: (error as Error).message } };
   }
+}
+
+// DNS rebinding: a page whose own name is made to resolve to this server
+// would be same-origin with it and could read and write here. A browser
+// always sends the name it used in Host, so only an address (no page can
+// rebind one), localhost or the server's own names are answered. No Host at
+// all (HTTP/1.0) is no browser.
+function checkHost(host: string | undefined, names: string[]): void {
+  if (host === undefined) return;
+  const name = (host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d*$/, '')).toLowerCase().replace(/\.$/, '');
+  if (isIP(name) || name === 'localhost' || names.includes(name)) return;
+  throw new HttpError(421, `this server does not answer for the name "${name}": use its address, localhost or ${names.join(', ')}`);
 }
 
 function parseUrl(target = '/'): URL {

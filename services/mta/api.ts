@@ -48,7 +48,9 @@ const DISPOSITIONS = ['inbox', 'junk', 'reject', 'defer', 'refused'];
 
 export function startApi(listen: Endpoint, { instance, maildir, sessions, queue, dnsControl, direct, mxWorkers }: ApiContext): Promise<Server> {
   const events = new LiveEvents(sessions, queue);
-  return startHttp(listen, async (request, url) => {
+  // Inside the lab the API is reached by the instance's name (and by any
+  // address); no other name, so that DNS rebinding cannot read its mail.
+  return startHttp(listen, [instance.hostname.toLowerCase()], async (request, url) => {
     const path = url.pathname.replace(/\/+$/, '');
     if (path === '/api/direct' && request.method === 'POST' && direct) return sendDirect(request, direct);
     if (request.method !== 'GET') throw new HttpError(405, 'the API is read-only: GET only');
