@@ -1,7 +1,9 @@
-// What a hostile client does to an MX, over real sockets against the real
-// receiver: guessing mailboxes one RCPT after another.
+// What a hostile or broken client does to an MX, over real sockets against
+// the real receiver: guessing mailboxes one RCPT after another, a message
+// that has gone round a mail loop.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { ATTACKER_HOST, deliver, recorded } from './support/mail.ts';
 import { RawSmtp } from './support/smtp.ts';
 import { startLab, type LabMta, type TestLab } from './support/lab.ts';
 
@@ -46,5 +48,30 @@ describe('mailbox harvesting', () => {
     assert.equal((await again.command('MAIL FROM:<mallory@attacker.test>')).code, 250);
     assert.match((await again.command('RCPT TO:<guess12@receiver.test>')).text, /^550 5\.1\.1 /);
     assert.equal((await again.command('QUIT')).code, 221);
+  });
+});
+
+describe('the hop limit', () => {
+  // A message that has passed `hops` MTAs, each of which added a Received field.
+  const looped = (hops: number) => {
+    const messageId = `<hops-${hops}.${Date.now()}@attacker.test>`;
+    const received = Array.from({ length: hops }, (_, i) => `Received: from relay${i}.attacker.test by relay${i + 1}.attacker.test; ${new Date().toUTCString()}\r\n`).join('');
+    return { messageId, text: `${received}From: mallory@attacker.test\r\nTo: bob@receiver.test\r\nSubject: ${hops} hops\r\nMessage-ID: ${messageId}\r\n\r\nround and round\r\n` };
+  };
+
+  test('more than 50 Received fields: 554 5.4.6, nothing stored, the reason recorded', async () => {
+    for (const hops of [51, 150]) {
+      const { messageId, text } = looped(hops);
+      const reply = await deliver(receiver, ATTACKER_HOST, 'mallory@attacker.test', text);
+      assert.equal(reply.text, `554 5.4.6 Too many hops: ${hops} Received fields, more than 50: the message is in a mail loop (RFC 5321 section 6.3)`);
+      const t = await recorded(receiver, messageId);
+      assert.deepEqual(t.decision, { disposition: 'refused', code: 554, enhanced: '5.4.6', reason: reply.text.slice('554 5.4.6 '.length) });
+      assert.deepEqual(t.deliveries, []);
+    }
+  });
+
+  test('50 Received fields are still delivered', async () => {
+    const { text } = looped(50);
+    assert.match((await deliver(receiver, ATTACKER_HOST, 'mallory@attacker.test', text)).text, /^250 2\.6\.0 Delivered to INBOX: /);
   });
 });

@@ -47,6 +47,11 @@ const smtpError = (code: number, text: string) => Object.assign(new Error(text),
 // as Postfix does after smtpd_hard_error_limit errors (20 there).
 const REFUSED_RECIPIENTS = 10;
 
+// RFC 5321 section 6.3: counting Received fields finds mail loops (each MTA
+// adds one). Postfix refuses a message with more than 50 (hopcount_limit);
+// the RFC asks for a large threshold, and no real path has 50 hops.
+const MAX_HOPS = 50;
+
 export function createInbound(ctx: InboundContext): SMTPServer {
   const { instance, resolver, maildir, sessions, forwarder, log } = ctx;
   const live = new Map<string, Live>();
@@ -85,6 +90,7 @@ export function createInbound(ctx: InboundContext): SMTPServer {
     const chunks: Buffer[] = [];
     for await (const chunk of stream) chunks.push(chunk);
     const message = Buffer.concat(chunks);
+    const fields = parseHeaders(message);
     const envelope = {
       mailFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
       rcptTo: session.envelope.rcptTo.map((r) => r.address),
@@ -92,7 +98,7 @@ export function createInbound(ctx: InboundContext): SMTPServer {
     const transaction: Transaction = {
       at: new Date().toISOString(),
       envelope,
-      message: { ...summary(message), size: message.length },
+      message: { ...summary(fields), size: message.length },
       dns: [],
       decision: { disposition: 'refused', code: 0, enhanced: '', reason: '' },
       deliveries: [],
@@ -116,6 +122,10 @@ export function createInbound(ctx: InboundContext): SMTPServer {
     const nul = message.indexOf(0);
     if (nul !== -1) {
       return refuse(550, '5.6.0', `NUL byte in message data at byte ${nul}: a message has none (RFC 5322 section 2.3, RFC 2045 section 2.8)`);
+    }
+    const hops = fields.filter((f) => f.name.trim().toLowerCase() === 'received').length;
+    if (hops > MAX_HOPS) {
+      return refuse(554, '5.4.6', `Too many hops: ${hops} Received fields, more than ${MAX_HOPS}: the message is in a mail loop (RFC 5321 section 6.3)`);
     }
 
     const verdict = await verify(message, { clientAddress: state.clientAddress, helo: session.hostNameAppearsAs, mailFrom: envelope.mailFrom }, resolver, instance.hostname);
@@ -286,8 +296,7 @@ export function createInbound(ctx: InboundContext): SMTPServer {
 }
 
 // The header fields a person looks for first; the message itself stays as sent.
-function summary(message: Buffer): { messageId?: string; from?: string; subject?: string } {
-  const fields = parseHeaders(message);
+function summary(fields: { name: string; value: string }[]): { messageId?: string; from?: string; subject?: string } {
   return { messageId: headerValue(fields, 'Message-ID'), from: headerValue(fields, 'From'), subject: headerValue(fields, 'Subject') };
 }
 
