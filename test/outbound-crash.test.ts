@@ -2,7 +2,9 @@
 // process (as `npm run mta` runs it), takes a burst of submissions while the
 // receiver is down, and is killed with SIGKILL in the middle of the burst.
 // Started again on the same data, with the receiver up, it delivers every
-// message it had answered 250 (a duplicate is acceptable, a loss is not).
+// message it had answered 250, and none twice. Killed while it delivers a
+// backlog, it names at its next start the attempts that were under way, and
+// only those can arrive twice (one duplicate at most, no loss).
 // And a state file that a crash or a full disk left empty or cut short is
 // moved aside and named in the log; the sender starts and delivers the rest.
 import { test } from 'node:test';
@@ -31,6 +33,7 @@ const SENDER = '127.0.2.10';
 const MX_PORT = 10025;
 const CONNECTIONS = 4;
 const KILL_AFTER = 12; // acknowledged submissions
+const BACKLOG = 40; // messages waiting for the receiver, then delivered at once
 
 function portInUse(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
@@ -130,43 +133,98 @@ async function crashLab(sender: Record<string, unknown>) {
   };
 }
 
-test('kill -9 with mail in the queue: started again, the sender delivers every message it accepted', { timeout: 45_000 }, async () => {
+// Submissions over several connections until the sender is gone; the kill
+// comes after killAfter acknowledgements, with others in flight. Returns
+// the Message-IDs that got 250.
+async function burst(lab: Awaited<ReturnType<typeof crashLab>>, sender: ChildProcess, killAfter: number): Promise<string[]> {
+  const accepted: string[] = [];
+  let next = 0;
+  let inFlightAtKill = -1;
+  let inFlight = 0;
+  const client = async () => {
+    for (;;) {
+      const id = `crash-${next++}`;
+      inFlight++;
+      const reply = await submit(lab.submission, { user: 'alice@sender.test', mailFrom: 'alice@sender.test', to: ['bob@receiver.test'], data: message('Alice <alice@sender.test>', 'bob@receiver.test', id) }).catch(() => undefined);
+      inFlight--;
+      if (reply?.code !== 250) return;
+      accepted.push(`<${id}@client.example>`);
+      if (accepted.length === killAfter) {
+        inFlightAtKill = inFlight;
+        sender.kill('SIGKILL');
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: CONNECTIONS }, client));
+  await kill(sender);
+  assert.ok(accepted.length >= killAfter, `only ${accepted.length} submissions were accepted`);
+  assert.ok(inFlightAtKill > 0, 'no submission was in flight at the kill');
+  return accepted;
+}
+
+// How many copies of each Message-ID bob has.
+function copies(lab: Awaited<ReturnType<typeof crashLab>>): Map<string, number> {
+  const count = new Map<string, number>();
+  for (const id of lab.delivered()) count.set(id, (count.get(id) ?? 0) + 1);
+  return count;
+}
+
+test('kill -9 with mail in the queue: started again, the sender delivers every message it accepted, once', { timeout: 45_000 }, async () => {
   const lab = await crashLab({ delivery: { retryInitialSeconds: 1, retryMaxSeconds: 1, giveUpAfterSeconds: 600 } });
   try {
-    const sender = await lab.startSender();
-
-    // Submissions over several connections until the sender is gone; the kill
-    // comes after KILL_AFTER acknowledgements, with others in flight.
-    const accepted: string[] = []; // Message-IDs that got 250
-    let next = 0;
-    let inFlightAtKill = -1;
-    let inFlight = 0;
-    const client = async () => {
-      for (;;) {
-        const id = `crash-${next++}`;
-        inFlight++;
-        const reply = await submit(lab.submission, { user: 'alice@sender.test', mailFrom: 'alice@sender.test', to: ['bob@receiver.test'], data: message('Alice <alice@sender.test>', 'bob@receiver.test', id) }).catch(() => undefined);
-        inFlight--;
-        if (reply?.code !== 250) return;
-        accepted.push(`<${id}@client.example>`);
-        if (accepted.length === KILL_AFTER) {
-          inFlightAtKill = inFlight;
-          sender.kill('SIGKILL');
-        }
-      }
-    };
-    await Promise.all(Array.from({ length: CONNECTIONS }, client));
-    await kill(sender);
-    assert.ok(accepted.length >= KILL_AFTER, `only ${accepted.length} submissions were accepted`);
-    assert.ok(inFlightAtKill > 0, 'no submission was in flight at the kill');
+    const accepted = await burst(lab, await lab.startSender(), KILL_AFTER);
 
     await lab.startReceiver();
     await lab.startSender();
-    await waitFor('every accepted message in bob\'s Maildir', () => {
-      const have = new Set(lab.delivered());
-      return accepted.every((id) => have.has(id)) ? true : undefined;
-    }, 20_000);
+    await waitFor('every accepted message in bob\'s Maildir', () => (accepted.every((id) => copies(lab).has(id)) ? true : undefined), 20_000);
     await lab.queueEmpty();
+    // Nothing reached the receiver before the kill: nothing can come twice.
+    assert.deepEqual([...copies(lab)].filter(([, n]) => n > 1), []);
+  } finally {
+    await lab.close();
+  }
+});
+
+test('kill -9 while messages are being delivered: started again, the sender names the attempts that were under way, delivers every accepted message, and none more than twice', { timeout: 45_000 }, async (t) => {
+  const lab = await crashLab({ delivery: { retryInitialSeconds: 1, retryMaxSeconds: 1, giveUpAfterSeconds: 600 } });
+  try {
+    // A backlog while the receiver is down; once it is up, the sender's next
+    // round delivers many at once, and the kill comes with the first arrival.
+    const sender = await lab.startSender();
+    const accepted = Array.from({ length: BACKLOG }, (_, i) => `<backlog-${i}@client.example>`);
+    for (let i = 0; i < BACKLOG; i++) {
+      const reply = await submit(lab.submission, { user: 'alice@sender.test', mailFrom: 'alice@sender.test', to: ['bob@receiver.test'], data: message('Alice <alice@sender.test>', 'bob@receiver.test', `backlog-${i}`) });
+      assert.equal(reply.code, 250, reply.text);
+    }
+    await lab.startReceiver();
+    // waitFor looks every 50 ms: too seldom here.
+    const deadline = Date.now() + 10_000;
+    while (!lab.delivered().length) {
+      assert.ok(Date.now() < deadline, 'nothing arrived within 10 s');
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    await kill(sender);
+
+    const log = { text: '' };
+    await lab.startSender(log);
+    await waitFor('every accepted message in bob\'s Maildir', () => (accepted.every((id) => copies(lab).has(id)) ? true : undefined), 20_000);
+    await lab.queueEmpty();
+
+    // The attempts recorded as under way at the kill, by Message-ID.
+    const interrupted = new Set(
+      log.text
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => JSON.parse(line))
+        .filter((line) => line.level === 40 && line.msg.includes('was under way when the MTA stopped'))
+        .map((line) => line.messageId as string),
+    );
+    assert.ok(interrupted.size > 0, `no delivery was recorded as under way at the kill:\n${log.text}`);
+    const twice = [...copies(lab)].filter(([, n]) => n > 1);
+    assert.deepEqual(twice.filter(([, n]) => n > 2), [], 'more than one duplicate of a message');
+    // Only what was in flight can come twice, and the sender knew it.
+    assert.deepEqual(twice.filter(([id]) => !interrupted.has(id)), [], `duplicates of messages not recorded as in flight (${[...interrupted].join(', ')})`);
+    t.diagnostic(`${BACKLOG} accepted; ${interrupted.size} deliveries under way at the kill; ${twice.length} delivered twice`);
   } finally {
     await lab.close();
   }

@@ -89,11 +89,17 @@ export class DeliveryWorker {
       byDomain.set(domain, [...(byDomain.get(domain) ?? []), r]);
     }
     entry.attempts++;
+    // On disk before any connection: after a crash the queue knows which
+    // recipients may have the message already (queue.ts, resumeInterrupted).
+    const startedAt = new Date().toISOString();
+    for (const r of pending) r.attemptStartedAt = startedAt;
+    await this.queue.save(entry);
     await Promise.all(
       [...byDomain].map(async ([domain, recipients]) => {
         const outcomes = await this.toDomain(domain, recipients, entry, message);
         recipients.forEach((r, i) => {
           r.attempts++;
+          delete r.attemptStartedAt;
           r.lastReply = outcomes[i].reply;
           r.remoteMta = outcomes[i].remoteMta;
           if (outcomes[i].status !== 'deferred') {

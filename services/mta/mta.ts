@@ -53,6 +53,9 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
   const signer = new Signer(instance, options.keyDir);
   const queue = new Queue(join(options.dataDir, 'queue'));
   for (const { file, reason, movedTo } of queue.damaged) log.error({ file, reason, movedTo }, `queue state file ${file} cannot be read (${reason}): moved aside into ${movedTo} with its message`);
+  for (const { id, messageId, recipients, startedAt } of queue.interrupted) {
+    log.warn({ queueId: id, messageId, recipients, startedAt }, `delivery of ${id} was under way when the MTA stopped (crash or kill): delivering again, a second copy is possible`);
+  }
   const worker = new DeliveryWorker(instance, queue, resolver, options.outbound, log);
   const forwarder = new Forwarder(instance, queue, options.keyDir, log);
   const closing = new Set<Promise<void>>();

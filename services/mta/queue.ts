@@ -21,6 +21,7 @@ export interface QueueRecipient {
   lastReply?: string; // the last SMTP reply or error for this recipient
   remoteMta?: string;
   at?: string; // when it was delivered or failed
+  attemptStartedAt?: string; // an attempt under way: saved, fsynced, before it connects
 }
 
 export interface QueueEntry {
@@ -52,10 +53,21 @@ export interface DamagedEntry {
   movedTo: string;
 }
 
+// An entry whose delivery attempt was under way when the MTA stopped without
+// finishing it (a crash, a kill): the receiver may have taken the message
+// before the result was saved.
+export interface InterruptedEntry {
+  id: string;
+  messageId?: string;
+  recipients: string[];
+  startedAt: string;
+}
+
 export class Queue implements Enqueue {
   private dir: string;
   private entries = new Map<string, QueueEntry>();
   readonly damaged: DamagedEntry[] = []; // the caller logs them
+  readonly interrupted: InterruptedEntry[] = []; // likewise
 
   constructor(dir: string) {
     this.dir = dir;
@@ -63,7 +75,9 @@ export class Queue implements Enqueue {
     for (const name of readdirSync(dir).filter((n) => n.endsWith('.json'))) {
       const file = join(dir, name);
       try {
-        this.entries.set(name.slice(0, -5), readState(file, name.slice(0, -5)));
+        const entry = readState(file, name.slice(0, -5));
+        this.resumeInterrupted(entry);
+        this.entries.set(entry.id, entry);
       } catch (error) {
         this.damaged.push({ file, reason: (error as Error).message, movedTo: moveAside(dir, name.slice(0, -5)) });
       }
@@ -71,6 +85,20 @@ export class Queue implements Enqueue {
     for (const name of readdirSync(dir)) {
       const orphan = name.endsWith('.eml') && !this.entries.has(name.slice(0, -4));
       if (orphan || name.endsWith('.tmp')) unlinkSync(join(dir, name));
+    }
+  }
+
+  // The interrupted attempt counts, and its recipients are tried again: a
+  // second copy is possible, a loss is not. Only what was in flight can be
+  // delivered twice, once per crash.
+  private resumeInterrupted(entry: QueueEntry): void {
+    const recipients = entry.recipients.filter((r) => r.status === 'queued' && r.attemptStartedAt);
+    if (!recipients.length) return;
+    this.interrupted.push({ id: entry.id, messageId: entry.messageId, recipients: recipients.map((r) => r.address), startedAt: recipients[0].attemptStartedAt! });
+    for (const r of recipients) {
+      r.attempts++;
+      r.lastReply = `the MTA stopped during the attempt begun at ${r.attemptStartedAt} (crash or kill): tried again, a second copy is possible`;
+      delete r.attemptStartedAt;
     }
   }
 
