@@ -180,7 +180,7 @@ describe('limits', () => {
     small = await lab.start('receiver', (instance) => ({
       ...instance,
       name: 'small',
-      limits: { messageSize: 2048, recipients: 2, clients: 1, idleSeconds: 1 },
+      limits: { messageSize: 2048, recipients: 2, clients: 1, clientsPerAddress: 1, idleSeconds: 1 },
     }));
   });
 

@@ -55,6 +55,9 @@ const MAX_HOPS = 50;
 export function createInbound(ctx: InboundContext): SMTPServer {
   const { instance, resolver, maildir, sessions, forwarder, log } = ctx;
   const live = new Map<string, Live>();
+  // Sessions open per client address: one client may not hold every slot
+  // (100 idle connections kept alive with NOOP locked out every other MTA).
+  const perAddress = new Map<string, number>();
 
   // smtp-server reports each command and reply to its logger: that is the transcript.
   const transcript = (meta: { tnx?: string; cid?: string } | undefined, text: string, args: unknown[]) => {
@@ -206,6 +209,13 @@ export function createInbound(ctx: InboundContext): SMTPServer {
 
     onConnect(session, callback) {
       const clientAddress = labAddress(session.remoteAddress);
+      const open = perAddress.get(clientAddress) ?? 0;
+      if (open >= instance.limits.clientsPerAddress) {
+        log.info({ client: clientAddress, open }, 'too many connections from one address: refused');
+        // In place of the greeting, as Postfix words it.
+        return callback(smtpError(421, `4.7.0 ${instance.hostname} Too many connections from ${clientAddress}: at most ${instance.limits.clientsPerAddress} at once; try again later`));
+      }
+      perAddress.set(clientAddress, open + 1);
       const hostname = session.clientHostname && !session.clientHostname.startsWith('[') ? session.clientHostname : undefined;
       let saved!: () => void;
       const ended = new Promise<void>((resolve) => (saved = resolve));
@@ -282,6 +292,9 @@ export function createInbound(ctx: InboundContext): SMTPServer {
       const state = live.get(session.id);
       if (!state) return;
       live.delete(session.id);
+      const open = perAddress.get(state.clientAddress)! - 1;
+      if (open) perAddress.set(state.clientAddress, open);
+      else perAddress.delete(state.clientAddress);
       state.busy
         .finally(() => {
           state.record.endedAt = new Date().toISOString();

@@ -24,7 +24,7 @@ export interface Instance {
   dns: string; // lab address of the DNS server
   domains: Map<string, Set<string>>; // domain -> mailbox local parts
   ports: { mx: number; submission: number; api: number };
-  limits: { messageSize: number; recipients: number; clients: number; idleSeconds: number };
+  limits: { messageSize: number; recipients: number; clients: number; clientsPerAddress: number; idleSeconds: number };
   policy: { spfFailWithoutDmarc: SpfFailAction; trustedArcSealers: string[]; ambiguousFrom: AmbiguousFromAction };
   submission: {
     plaintextAuth: boolean; // AUTH without STARTTLS: a lab convenience, off in real life
@@ -113,7 +113,7 @@ export function checkInstance(doc: unknown, file: string): Instance {
   if (domains.size === 0) fail('domains', 'at least one domain');
 
   const ports = object(top.ports, 'ports', ['mx', 'submission', 'api']);
-  const limits = object(top.limits, 'limits', ['messageSize', 'recipients', 'clients', 'idleSeconds']);
+  const limits = object(top.limits, 'limits', ['messageSize', 'recipients', 'clients', 'clientsPerAddress', 'idleSeconds']);
   const policy = object(top.policy, 'policy', ['spfFailWithoutDmarc', 'trustedArcSealers', 'ambiguousFrom']);
   const actions: SpfFailAction[] = ['inbox', 'junk', 'reject'];
   if (!actions.includes(policy.spfFailWithoutDmarc as SpfFailAction)) {
@@ -211,6 +211,11 @@ export function checkInstance(doc: unknown, file: string): Instance {
       messageSize: integer(limits.messageSize, 'limits.messageSize', 1024, 1 << 30),
       recipients: integer(limits.recipients, 'limits.recipients', 1, 10000),
       clients: integer(limits.clients, 'limits.clients', 1, 10000),
+      // MX sessions at once from one client address (per MX process), so that
+      // one client cannot hold every slot. 30 by default: bench:mx opens 20 from
+      // one address, and from a lab MTA's address come up to 16 scenario-runner
+      // sessions besides the 10 of that MTA's delivery pool.
+      clientsPerAddress: integer(limits.clientsPerAddress ?? Math.min(30, limits.clients as number), 'limits.clientsPerAddress', 1, limits.clients as number),
       idleSeconds: integer(limits.idleSeconds, 'limits.idleSeconds', 1, 3600),
     },
     policy: {
