@@ -37,6 +37,13 @@ test('mistakes name the file and the key', () => {
   assert.throws(check((d) => (d.domains = { 'receiver.test': 'alice' })), /domains\.receiver\.test: must be a list of mailbox names/);
   assert.throws(check((d) => (d.policy.trustedArcSealers = ['not a domain'])), /policy\.trustedArcSealers\[0\]: must be a host name/);
   assert.throws(check((d) => (d.policy.ambiguousFrom = 'inbox')), /instances\/x\.yaml: policy\.ambiguousFrom: must be reject or junk/);
+  assert.throws(check((d) => (d.submission.senders = 'anyone')), /instances\/x\.yaml: submission\.senders: must be own or any/);
+  assert.throws(check((d) => (d.submission.aliases = { 'carol@receiver.test': ['c@receiver.test'] })), /instances\/x\.yaml: submission\.aliases\.carol@receiver\.test: carol@receiver\.test is not a login: submission\.passwords has no carol/);
+  assert.throws(check((d) => (d.submission.aliases = { 'alice@sender.test': ['a@receiver.test'] })), /submission\.aliases\.alice@sender\.test: alice@sender\.test is not in one of this instance's domains/);
+  assert.throws(check((d) => (d.submission.aliases = { 'alice@receiver.test': ['ceo@sender.test'] })), /instances\/x\.yaml: submission\.aliases\.alice@receiver\.test\[0\]: ceo@sender\.test is not in one of this instance's domains/);
+  assert.throws(check((d) => (d.submission.aliases = { 'alice@receiver.test': 'a@receiver.test' })), /submission\.aliases\.alice@receiver\.test: must be a list of e-mail addresses/);
+  assert.deepEqual(checkInstance({ ...receiver(), submission: { ...receiver().submission, aliases: { 'Alice@receiver.test': ['A.Smith@receiver.test'] } } }, 'r.yaml').submission.aliases, new Map([['alice@receiver.test', ['a.smith@receiver.test']]]));
+  assert.deepEqual(checkInstance(receiver(), 'r.yaml').submission.aliases, new Map(), 'no aliases unless listed');
   assert.equal(checkInstance(receiver(), 'r.yaml').policy.ambiguousFrom, 'reject');
   assert.equal(checkInstance({ ...receiver(), policy: { spfFailWithoutDmarc: 'junk' } }, 'r.yaml').policy.ambiguousFrom, 'reject', 'refusing by default');
 });

@@ -28,8 +28,9 @@ export interface Instance {
   policy: { spfFailWithoutDmarc: SpfFailAction; trustedArcSealers: string[]; ambiguousFrom: AmbiguousFromAction };
   submission: {
     plaintextAuth: boolean; // AUTH without STARTTLS: a lab convenience, off in real life
-    senders: 'own' | 'any'; // which envelope and From domains a user may use
+    senders: 'own' | 'any'; // own: a user sends as its login or its aliases only; any: as anyone
     passwords: Map<string, string>; // local part -> password; login is local@any-of-our-domains
+    aliases: Map<string, string[]>; // login address -> the other addresses it may send as (senders: own)
   };
   dkim: Map<string, DkimSelector[]>; // From domain -> its signatures, in order
   delivery: { retryInitialSeconds: number; retryMaxSeconds: number; giveUpAfterSeconds: number };
@@ -125,7 +126,7 @@ export function checkInstance(doc: unknown, file: string): Instance {
   const sealers = policy.trustedArcSealers ?? [];
   if (!Array.isArray(sealers)) fail('policy.trustedArcSealers', 'must be a list of domains');
 
-  const submission = object(top.submission, 'submission', ['plaintextAuth', 'senders', 'passwords']);
+  const submission = object(top.submission, 'submission', ['plaintextAuth', 'senders', 'passwords', 'aliases']);
   if (typeof submission.plaintextAuth !== 'boolean') fail('submission.plaintextAuth', 'must be true or false');
   if (submission.senders !== 'own' && submission.senders !== 'any') fail('submission.senders', 'must be own or any');
   const passwords = new Map<string, string>();
@@ -176,6 +177,15 @@ export function checkInstance(doc: unknown, file: string): Instance {
   for (const [from, to] of Object.entries(object(forwardingDoc.aliases ?? {}, 'forwarding.aliases', Object.keys(forwardingDoc.aliases ?? {})))) {
     aliases.set(localAddress(from, `forwarding.aliases.${from}`), addresses(to, `forwarding.aliases.${from}`));
   }
+  // A login's other sending addresses: in this instance's domains, since it signs for them.
+  const senderAliases = new Map<string, string[]>();
+  for (const [login, list] of Object.entries(object(submission.aliases ?? {}, 'submission.aliases', Object.keys(submission.aliases ?? {})))) {
+    const key = `submission.aliases.${login}`;
+    const address = localAddress(login, key);
+    if (!passwords.has(address.slice(0, address.lastIndexOf('@')))) fail(key, `${address} is not a login: submission.passwords has no ${address.slice(0, address.lastIndexOf('@'))}`);
+    if (!Array.isArray(list) || list.length === 0) fail(key, 'must be a list of e-mail addresses');
+    senderAliases.set(address, (list as unknown[]).map((a, i) => localAddress(a as string, `${key}[${i}]`)));
+  }
   const lists = new Map<string, MailingList>();
   for (const [name, value] of Object.entries(object(forwardingDoc.lists ?? {}, 'forwarding.lists', Object.keys(forwardingDoc.lists ?? {})))) {
     const key = `forwarding.lists.${name}`;
@@ -223,7 +233,7 @@ export function checkInstance(doc: unknown, file: string): Instance {
       trustedArcSealers: (sealers as unknown[]).map((s, i) => hostname(s, `policy.trustedArcSealers[${i}]`)),
       ambiguousFrom: ambiguousFrom as AmbiguousFromAction,
     },
-    submission: { plaintextAuth: submission.plaintextAuth as boolean, senders: submission.senders as 'own' | 'any', passwords },
+    submission: { plaintextAuth: submission.plaintextAuth as boolean, senders: submission.senders as 'own' | 'any', passwords, aliases: senderAliases },
     dkim,
     delivery: {
       retryInitialSeconds: integer(delivery.retryInitialSeconds, 'delivery.retryInitialSeconds', 1, 3600),

@@ -1,13 +1,18 @@
 // Submission (RFC 6409): the instance's users hand in mail on port 587 after
 // AUTH. The message gets what a submission server adds (Message-ID, Date,
 // CRLF line ends, a Received field), is DKIM-signed for its From domain and
-// queued durably before the 250.
+// queued durably before the 250. With `senders: own` a user sends only as
+// the address it logged in with or one of its aliases, in MAIL FROM and in
+// From:, and From: must name one author, read as the MX reads it (author.ts).
 import './command-lines.ts';
 import './reply-codes.ts';
+import { domainToASCII } from 'node:url';
+import { dkimVerify } from 'mailauth';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { labAddress } from '../lib/addressing.ts';
 import type { Logger } from '../lib/log.ts';
 import { AuthThrottle } from './auth-throttle.ts';
+import { checkAuthor, type Author } from './author.ts';
 import { headerValue, parseHeaders } from './headers.ts';
 import type { Instance } from './instance.ts';
 import { splitMailbox } from './maildir.ts';
@@ -30,7 +35,11 @@ const smtpError = (code: number, text: string) => Object.assign(new Error(text),
 export function createSubmission(ctx: SubmissionContext): SMTPServer {
   const { instance, queue, signer, log } = ctx;
   const ours = (domain: string) => instance.domains.has(domain.toLowerCase());
-  const mayUse = (address: string) => instance.submission.senders === 'any' || ours(splitMailbox(address)[1]);
+  // The addresses a logged-in user may send as: its login and its aliases.
+  const own = (user: string) => [user, ...(instance.submission.aliases.get(user) ?? [])];
+  const mayUse = (user: string, address: string) => instance.submission.senders === 'any' || own(user).includes(address.toLowerCase());
+  const notOwn = (user: string, what: string) =>
+    `5.7.1 ${user} may not send as ${what}: only as ${own(user).join(' or ')} (submission.senders: own)`;
   const throttle = new AuthThrottle();
 
   async function submit(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
@@ -44,11 +53,11 @@ export function createSubmission(ctx: SubmissionContext): SMTPServer {
     let message = normalizeLineEnds(data);
 
     const fields = parseHeaders(message);
-    const fromDomain = authorDomain(headerValue(fields, 'From'));
-    if (!fromDomain) throw smtpError(550, '5.6.0 The message has no From: address');
-    if (!mayUse(`x@${fromDomain}`)) {
-      throw smtpError(550, `5.7.1 ${session.user} may not send as From: ${headerValue(fields, 'From')} (not a domain of ${instance.hostname})`);
-    }
+    // A From the MX would refuse, or read as someone else, is not signed.
+    const author = await submittedAuthor(message, fields);
+    if (!author.domain) throw smtpError(550, `5.7.1 Message refused: the author is unclear: ${author.problem}`);
+    const user = String(session.user);
+    if (!mayUse(user, author.mailboxes[0])) throw smtpError(550, notOwn(user, `From: ${values(fields, 'From')[0]}`));
     // RFC 6409 section 8: the submission server may add what is missing.
     let added = '';
     const messageId = headerValue(fields, 'Message-ID') ?? `<${Date.now().toString(36)}.${session.id}@${instance.hostname}>`;
@@ -69,7 +78,7 @@ export function createSubmission(ctx: SubmissionContext): SMTPServer {
 
     let signatures: string;
     try {
-      signatures = await signer.sign(message, fromDomain);
+      signatures = await signer.sign(message, author.domain);
     } catch (error) {
       log.error({ err: error, session: session.id }, 'signing failed');
       throw smtpError(451, `4.3.0 Signing failed, the message was not accepted: ${(error as Error).message}`);
@@ -130,8 +139,9 @@ export function createSubmission(ctx: SubmissionContext): SMTPServer {
     onMailFrom(address, session, callback) {
       const eightBit = mailFromRefusal(address);
       if (eightBit) return callback(eightBit);
-      if (address.address && !mayUse(address.address)) {
-        return callback(smtpError(553, `5.7.1 ${session.user} may not send as ${address.address} (not a domain of ${instance.hostname})`));
+      // The null sender (<>) names nobody.
+      if (address.address && !mayUse(String(session.user), address.address)) {
+        return callback(smtpError(553, notOwn(String(session.user), address.address)));
       }
       callback();
     },
@@ -166,10 +176,19 @@ export function normalizeLineEnds(message: Buffer): Buffer {
   return Buffer.from(text.replace(/\r\n|\r|\n/g, '\r\n'), 'latin1');
 }
 
-// The domain of the (first) address in a From field.
-export function authorDomain(from: string | undefined): string | undefined {
-  if (!from) return undefined;
-  const address = /<([^<>]*)>\s*$/.exec(from)?.[1] ?? from;
-  const at = address.lastIndexOf('@');
-  return at === -1 ? undefined : address.slice(at + 1).trim().replace(/[>;,\s].*$/, '').toLowerCase() || undefined;
+// The author of a submitted message, checked as the MX checks it: one From
+// field, one mailbox with a host name, and mailauth (which DMARC follows)
+// reading the same mailbox. The message is not signed yet, so no key is
+// looked up; a signature the client put in is not verified here.
+async function submittedAuthor(message: Buffer, fields: { name: string; value: string }[]): Promise<Author> {
+  const noLookups = async () => {
+    throw Object.assign(new Error('no DNS at submission'), { code: 'ENOTFOUND' });
+  };
+  const { headerFrom } = await dkimVerify(message, { resolver: noLookups });
+  const read = headerFrom.length === 1 ? domainToASCII(headerFrom[0].slice(headerFrom[0].lastIndexOf('@') + 1)) : '';
+  return checkAuthor(values(fields, 'From'), headerFrom, read || undefined);
 }
+
+// Every value of one header field, in order (`Subject` and `subject` alike).
+const values = (fields: { name: string; value: string }[], name: string) =>
+  fields.filter((f) => f.name.trim().toLowerCase() === name.toLowerCase()).map((f) => f.value);
