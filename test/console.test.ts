@@ -286,3 +286,73 @@ test("the why view says whether an ARC override was granted and why, and when th
   assert.match(unclear, /Decision path: author-reject\./);
   assert.doesNotMatch(unclear, /No DMARC policy applies/);
 });
+
+// Mail text the console shows: a subject too long for any window wraps, RFC
+// 2047 encoded words are shown decoded (the raw form on hover), and a
+// right-to-left override is shown as a mark, never obeyed (issue 13, item 11).
+test('the console wraps long subjects, decodes RFC 2047 words and shows bidi controls as marks', async (t) => {
+  const browser = await openBrowser(t);
+  if (!browser) return;
+  const mx = { host: receiver.host, submissionPort: receiver.mxPort };
+  const send = async (from: string, subject: string, id: string) => {
+    const data = `From: ${from}\r\nTo: bob@receiver.test\r\nSubject: ${subject}\r\nMessage-ID: <${id}@client.example>\r\n\r\nHello.\r\n`;
+    const reply = await submit(mx, { client: attacker.host, mailFrom: 'mallory@attacker.test', to: ['bob@receiver.test'], data });
+    assert.equal(reply.code, 250, reply.text);
+    return storedId(`<${id}@client.example>`);
+  };
+  const long = `Long${'x'.repeat(20_000)}`;
+  const encodedSubject = '=?UTF-8?B?R3LDvMOfZSBhdXMgS8O2bG4=?='; // Grüße aus Köln
+  const encodedFrom = '=?UTF-8?Q?J=C3=BCrgen_M=C3=BCller?= <mallory@attacker.test>';
+  const ids = {
+    long: await send('mallory@attacker.test', long, 'long-subject'),
+    encoded: await send(encodedFrom, encodedSubject, 'encoded-words'),
+    bidi: await send('mallory@attacker.test', 'Invoice \u202Efdp.exe', 'bidi-override'),
+  };
+
+  const page = await browser.newPage();
+  // What a reader sees: no page wider than the window, no raw bidi control
+  // anywhere in the page's text or attributes.
+  const look = async (hash: string, ready: string) => {
+    await page.goto(`${consoleUrl()}${hash}`);
+    await page.locator('main', { hasText: ready }).waitFor();
+    const seen = await page.evaluate(() => ({
+      width: document.documentElement.scrollWidth,
+      // a table in its scroll box, a pre: wider inside than shown
+      sideways: [...document.querySelectorAll('main *')].filter((e) => e.scrollWidth > e.clientWidth + 1 && getComputedStyle(e).overflowX !== 'visible').map((e) => `${e.tagName}.${e.className}: ${e.scrollWidth} px`),
+      viewport: window.innerWidth,
+      text: document.body.textContent ?? '',
+      attributes: [...document.querySelectorAll('*')].flatMap((e) => [...e.attributes].map((a) => a.value)).join('\n'),
+    }));
+    assert.ok(seen.width <= seen.viewport, `${hash}: the page is ${seen.width} px wide in a ${seen.viewport} px window`);
+    assert.deepEqual(seen.sideways, [], `${hash}: text scrolls sideways`);
+    assert.ok(!/[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/.test(seen.text + seen.attributes), `${hash}: a raw bidi control in the page`);
+    return page.locator('main').innerText();
+  };
+
+  const sessions = await look('#/sessions', 'Grüße aus Köln');
+  assert.match(sessions, /Invoice ⟨U\+202E⟩fdp\.exe/);
+  assert.ok(!sessions.includes(encodedSubject), 'the encoded subject is shown decoded');
+  const inbox = await look(`#/mailbox/bob%40receiver.test/INBOX`, 'Jürgen Müller');
+  assert.match(inbox, /Jürgen Müller <mallory@attacker\.test>\s+Grüße aus Köln/);
+  assert.match(inbox, /Invoice ⟨U\+202E⟩fdp\.exe/);
+  assert.equal(await page.getByText('Grüße aus Köln').first().getAttribute('title'), `As sent: ${encodedSubject}`, 'the raw form on hover');
+
+  await look(`#/message/${encodeURIComponent(ids.long)}`, 'The SMTP conversation');
+  assert.equal((await page.locator('main h2').first().innerText()).replace(/\s/g, ''), long);
+  await look(`#/message/${encodeURIComponent(ids.long)}/headers`, 'In order, top first');
+
+  const encoded = await look(`#/message/${encodeURIComponent(ids.encoded)}`, 'The SMTP conversation');
+  assert.equal(await page.locator('main h2').first().innerText(), 'Grüße aus Köln');
+  assert.match(encoded, /From\s+Jürgen Müller <mallory@attacker\.test>/);
+  assert.match(encoded, /“Grüße aus Köln”/, 'the transcript names the message by its decoded subject');
+  const headers = await look(`#/message/${encodeURIComponent(ids.encoded)}/headers`, 'In order, top first');
+  assert.ok(headers.includes(`Subject\t${encodedSubject}`) || headers.includes(encodedSubject), 'the Headers tab keeps the raw form');
+
+  const bidi = await look(`#/message/${encodeURIComponent(ids.bidi)}`, 'The SMTP conversation');
+  assert.equal(await page.locator('main h2').first().innerText(), 'Invoice ⟨U+202E⟩fdp.exe');
+  assert.match(bidi, /“Invoice ⟨U\+202E⟩fdp\.exe”/);
+  const source = await look(`#/message/${encodeURIComponent(ids.bidi)}/source`, 'Invoice');
+  assert.match(source, /Subject: Invoice ⟨U\+202E⟩fdp\.exe/);
+  assert.match(source, /Hello\.\s*$/, 'the source ends with the message');
+  await shoot(page, 'console-mail-text');
+});

@@ -1,6 +1,9 @@
 // Small helpers for building the console's pages. Everything that comes from
 // mail or the network goes into the page as text nodes or attribute values,
-// never as markup: h() has no way to insert HTML.
+// never as markup: h() has no way to insert HTML. Bidi controls in that text
+// are shown as marks, never obeyed (below).
+
+import { decodeWords } from './mime.js';
 
 // h('a', { href: '#/x', class: 'y' }, 'text', child, [more]) -> an element.
 // Attributes whose value is null, undefined or false are left out; "on*"
@@ -10,7 +13,7 @@ export function h(tag, attributes = {}, ...children) {
   for (const [name, value] of Object.entries(attributes)) {
     if (value === null || value === undefined || value === false) continue;
     if (name.startsWith('on') && typeof value === 'function') element.addEventListener(name.slice(2), value);
-    else element.setAttribute(name, value === true ? '' : String(value));
+    else element.setAttribute(name, value === true ? '' : name === 'title' ? marked(String(value)) : String(value));
   }
   append(element, children);
   return element;
@@ -20,8 +23,54 @@ function append(element, children) {
   for (const child of children) {
     if (child === null || child === undefined || child === false) continue;
     if (Array.isArray(child)) append(element, child);
-    else element.append(child instanceof Node ? child : String(child));
+    else if (child instanceof Node) element.append(child);
+    else element.append(...visible(String(child)));
   }
+}
+
+// Bidi controls (embeddings, overrides, isolates, LRM/RLM, ALM): in mail they
+// can reorder what a reader sees, e.g. make "exe.pdf" look like "fdp.exe" or a
+// reason read backwards. The console shows each as a mark, ⟨U+202E⟩, and never
+// lets it act (issue 13).
+const BIDI = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+const BIDI_NAMES = {
+  0x061c: 'ARABIC LETTER MARK',
+  0x200e: 'LEFT-TO-RIGHT MARK',
+  0x200f: 'RIGHT-TO-LEFT MARK',
+  0x202a: 'LEFT-TO-RIGHT EMBEDDING',
+  0x202b: 'RIGHT-TO-LEFT EMBEDDING',
+  0x202c: 'POP DIRECTIONAL FORMATTING',
+  0x202d: 'LEFT-TO-RIGHT OVERRIDE',
+  0x202e: 'RIGHT-TO-LEFT OVERRIDE',
+  0x2066: 'LEFT-TO-RIGHT ISOLATE',
+  0x2067: 'RIGHT-TO-LEFT ISOLATE',
+  0x2068: 'FIRST STRONG ISOLATE',
+  0x2069: 'POP DIRECTIONAL ISOLATE',
+};
+const mark = (c) => `⟨U+${c.codePointAt(0).toString(16).toUpperCase().padStart(4, '0')}⟩`;
+
+// Text for an attribute: each bidi control as its mark.
+export const marked = (text) => text.replace(BIDI, mark);
+
+// Text for the page: strings between the controls, and each control as a
+// highlighted mark that names it on hover.
+function visible(text) {
+  const parts = [];
+  let last = 0;
+  for (const match of text.matchAll(BIDI)) {
+    parts.push(text.slice(last, match.index), h('span', { class: 'bidi', title: `${BIDI_NAMES[match[0].codePointAt(0)]}: a control that reorders text, shown and not obeyed` }, mark(match[0])));
+    last = match.index + 1;
+  }
+  parts.push(text.slice(last));
+  return parts.filter((p) => p !== '');
+}
+
+// A header value from mail (Subject, From, To) as a reader wants it: RFC 2047
+// encoded words decoded, the raw value on hover; `none` when there is none.
+export function headerText(raw, none) {
+  if (!raw) return none;
+  const text = decodeWords(raw);
+  return text === raw ? raw : h('span', { class: 'decoded', title: `As sent: ${raw}` }, text);
 }
 
 export async function getJson(path) {

@@ -1,7 +1,7 @@
 // The console's lists: a mailbox folder, the sessions, the outbound queue,
 // the lab DNS's recent queries. Each view fills its section and returns
 // hooks for live news: live(sessionRow), queueChanged(), refresh().
-import { badge, bytes, errorBox, fateBadge, getJson, h, interruptedBadge, moreButton, throttle, time, verdictBadges } from './dom.js';
+import { badge, bytes, errorBox, fateBadge, getJson, h, headerText, interruptedBadge, moreButton, throttle, time, verdictBadges } from './dom.js';
 
 const PAGE = 50;
 const enc = encodeURIComponent;
@@ -64,8 +64,8 @@ export function mailboxView(section, mailbox, folder) {
       'tr',
       { class: 'link', onclick: go(href) },
       h('td', { class: 'nowrap' }, time(m.at)),
-      h('td', {}, m.from ?? h('span', { class: 'muted' }, `<${m.mailFrom}>`)),
-      h('td', {}, h('a', { href }, m.subject || '(no subject)')),
+      h('td', {}, headerText(m.from, h('span', { class: 'muted' }, `<${m.mailFrom}>`))),
+      h('td', {}, h('a', { href }, headerText(m.subject, '(no subject)'))),
       h('td', { class: 'nowrap' }, verdictBadges(m.verdicts)),
       h('td', {}, fateBadge(m)),
     );
@@ -113,7 +113,7 @@ export function sessionsView(section, disposition = '') {
         'td',
         {},
         ts.length
-          ? ts.map((t) => h('div', { class: 'message' }, t.subject ?? '(no subject)', h('div', { class: 'muted small' }, `<${t.mailFrom}> → ${t.rcptTo.join(', ')}`)))
+          ? ts.map((t) => h('div', { class: 'message' }, headerText(t.subject, '(no subject)'), h('div', { class: 'muted small' }, `<${t.mailFrom}> → ${t.rcptTo.join(', ')}`)))
           : h('span', { class: 'muted' }, 'no message'),
       ),
       h('td', { class: 'nowrap' }, ts.map((t) => h('div', { class: 'message' }, verdictBadges(t.verdicts)))),

@@ -1,6 +1,6 @@
 // One message (its "why", then headers, text, HTML, source, download) and
 // one session (its conversation and the story of each message in it).
-import { bytes, fateBadge, getJson, getText, h, interruptedBadge, time, verdictBadges } from './dom.js';
+import { bytes, fateBadge, getJson, getText, h, headerText, interruptedBadge, time, verdictBadges } from './dom.js';
 import { conversation, story } from './why.js';
 
 const enc = encodeURIComponent;
@@ -25,12 +25,12 @@ export async function messageView(section, id, tab = 'why') {
 
   section.append(
     h('p', { class: 'crumbs' }, h('a', { href: `#/mailbox/${enc(message.mailbox)}/${message.folder}` }, `← ${message.mailbox} / ${message.folder}`), ' · ', h('a', { href: `#/session/${enc(record.id)}` }, 'its session')),
-    h('h2', {}, header('subject') ?? '(no subject)'),
+    h('h2', {}, headerText(header('subject'), '(no subject)')),
     h(
       'dl',
       { class: 'meta' },
-      field('From', header('from') ?? '–'),
-      field('To', header('to') ?? '–'),
+      field('From', headerText(header('from'), '–')),
+      field('To', headerText(header('to'), '–')),
       field('Date', header('date') ?? '–'),
       field('Envelope', `<${t.envelope.mailFrom}> → ${t.envelope.rcptTo.join(', ')}`),
       field('Received', [time(t.at), ` from ${record.client.address}`, record.client.hostname ? ` (${record.client.hostname})` : '']),
@@ -78,7 +78,7 @@ export async function messageView(section, id, tab = 'why') {
     const text = await getText(raw);
     panel.append(
       h('pre', { class: 'body source' }, text.slice(0, SOURCE_SHOWN)),
-      text.length > SOURCE_SHOWN ? h('p', { class: 'muted' }, `Cut at ${bytes(SOURCE_SHOWN)}; download the .eml for all of it.`) : null,
+      text.length > SOURCE_SHOWN ? h('p', { class: 'muted' }, `Cut at ${bytes(SOURCE_SHOWN)}; download the .eml for all of it.`) : '', // append() would show null as "null"
     );
   }
 }
@@ -103,7 +103,7 @@ export async function sessionView(section, id) {
   }
   record.transactions.forEach((t, i) => {
     section.append(
-      h('h2', { class: 'transaction' }, `Message ${i + 1}: `, t.message?.subject ?? '(no subject)', h('span', { class: 'muted small' }, ` <${t.envelope.mailFrom}> → ${t.envelope.rcptTo.join(', ')}`)),
+      h('h2', { class: 'transaction' }, `Message ${i + 1}: `, headerText(t.message?.subject, '(no subject)'), h('span', { class: 'muted small' }, ` <${t.envelope.mailFrom}> → ${t.envelope.rcptTo.join(', ')}`)),
       ...story(t, record),
     );
   });

@@ -3,6 +3,7 @@
 // reason, the alignment of the authenticated domains with the From domain,
 // the policy, and the decision. Used by the message view and the session view.
 import { badge, checkBadge, fateBadge, h, offset, time } from './dom.js';
+import { decodeWords } from './mime.js';
 
 const enc = encodeURIComponent;
 
@@ -20,7 +21,7 @@ export function conversation(record, current) {
     }
     if (who === 'S' && entry.line.startsWith('S: 354')) {
       const t = record.transactions[data++];
-      const text = t?.message ? `(the message: ${t.message.size.toLocaleString()} bytes${t.message.subject ? `, “${t.message.subject}”` : ''}, then a line with a single dot)` : '(the message data)';
+      const text = t?.message ? `(the message: ${t.message.size.toLocaleString()} bytes${t.message.subject ? `, “${decodeWords(t.message.subject)}”` : ''}, then a line with a single dot)` : '(the message data)';
       list.append(h('li', { class: `client data${t && t === current ? ' current' : ''}` }, h('span', { class: 'at' }), h('span', { class: 'who' }, 'C:'), h('em', {}, text)));
     }
   }
