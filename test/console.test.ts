@@ -346,7 +346,7 @@ test('the console wraps long subjects, decodes RFC 2047 words and shows bidi con
   assert.match(encoded, /From\s+Jürgen Müller <mallory@attacker\.test>/);
   assert.match(encoded, /“Grüße aus Köln”/, 'the transcript names the message by its decoded subject');
   const headers = await look(`#/message/${encodeURIComponent(ids.encoded)}/headers`, 'In order, top first');
-  assert.ok(headers.includes(`Subject\t${encodedSubject}`) || headers.includes(encodedSubject), 'the Headers tab keeps the raw form');
+  assert.ok(headers.includes(encodedSubject), 'the Headers tab keeps the raw form');
 
   const bidi = await look(`#/message/${encodeURIComponent(ids.bidi)}`, 'The SMTP conversation');
   assert.equal(await page.locator('main h2').first().innerText(), 'Invoice ⟨U+202E⟩fdp.exe');
