@@ -14,7 +14,7 @@ import type { Forwarder } from './forward.ts';
 import { headerValue, parseHeaders } from './headers.ts';
 import type { Instance } from './instance.ts';
 import { splitMailbox, type Maildir } from './maildir.ts';
-import type { SessionRecord, SessionWriter, Transaction } from './sessions.ts';
+import { TranscriptKeeper, type SessionRecord, type SessionWriter, type Transaction } from './sessions.ts';
 import { mailFromRefusal, rcptToRefusal } from './smtputf8.ts';
 import { receivedHeader, traceHeaders, type TraceInfo } from './trace.ts';
 import { verify } from './verify.ts';
@@ -33,6 +33,8 @@ export interface InboundContext {
 
 interface Live {
   record: SessionRecord;
+  transcript: TranscriptKeeper; // bounded: see sessions.ts
+  junkCommands: number; // commands that move no mail, since the last DATA
   clientAddress: string;
   busy: Promise<unknown>; // the message being processed; closing waits for it
   saved: () => void; // settles this session's entry in ctx.closing
@@ -52,6 +54,24 @@ const REFUSED_RECIPIENTS = 10;
 // the RFC asks for a large threshold, and no real path has 50 hops.
 const MAX_HOPS = 50;
 
+// Commands that move no mail. A client may send only so many between two
+// messages (DATA), then gets 421 and the connection is closed: otherwise one
+// client keeps a session, and its slot, forever with NOOP (Postfix:
+// smtpd_junk_command_limit, 100, counting NOOP, VRFY, ETRN and RSET). Unknown
+// commands count too.
+const JUNK_COMMANDS = new Set(['NOOP', 'RSET', 'VRFY', 'EXPN', 'ETRN', 'HELP']);
+const JUNK_LIMIT = 100;
+
+// What the junk command limit needs of smtp-server's connection.
+type Connection = {
+  id: string;
+  _ready: boolean;
+  _nextHandler: unknown;
+  _isSupported(command: string): boolean;
+  _onCommand(command: Buffer, callback?: () => void): void;
+  send(code: number, data: string): void;
+};
+
 export function createInbound(ctx: InboundContext): SMTPServer {
   const { instance, resolver, maildir, sessions, forwarder, log } = ctx;
   const live = new Map<string, Live>();
@@ -63,7 +83,7 @@ export function createInbound(ctx: InboundContext): SMTPServer {
   const transcript = (meta: { tnx?: string; cid?: string } | undefined, text: string, args: unknown[]) => {
     const session = meta?.cid ? live.get(meta.cid) : undefined;
     if (!session || !['command', 'send', 'data'].includes(meta?.tnx ?? '')) return;
-    session.record.transcript.push({ at: new Date().toISOString(), line: format(text, ...args) });
+    session.transcript.add(new Date().toISOString(), format(text, ...args));
   };
   const smtpLogger = {
     debug: (meta: never, text: string, ...args: unknown[]) => transcript(meta, text, args),
@@ -89,10 +109,40 @@ export function createInbound(ctx: InboundContext): SMTPServer {
     return undefined;
   };
 
-  async function receive(stream: SMTPServerDataStream, session: SMTPServerSession, state: Live): Promise<string> {
+  // A client sends as many junk commands as it likes until the limit; then 421.
+  const limitJunkCommands = (connection: Connection, state: Live) => {
+    const onCommand = connection._onCommand;
+    connection._onCommand = (command, callback) => {
+      const name = command.toString().split(' ')[0].toUpperCase();
+      const junk = connection._ready && !connection._nextHandler && (JUNK_COMMANDS.has(name) || !connection._isSupported(name));
+      if (!junk || ++state.junkCommands <= JUNK_LIMIT) return onCommand.call(connection, command, callback);
+      state.transcript.add(new Date().toISOString(), `C: ${command.toString()}`);
+      log.info({ session: connection.id, client: state.clientAddress }, 'too many commands without mail: closing the session');
+      // A 421 closes the connection; nothing more of what the client sent is read.
+      connection.send(421, `4.7.0 ${instance.hostname} Too many commands without mail: more than ${JUNK_LIMIT} NOOP, RSET, VRFY, HELP or unknown commands since the last message; closing the connection`);
+    };
+  };
+
+  // The message is kept while it is within the size limit; past it the
+  // rest is read and dropped, so that memory stays bounded by the limit
+  // whatever the client sends (a 1 GB message without SIZE= was held whole).
+  async function readMessage(stream: SMTPServerDataStream): Promise<{ message: Buffer; size: number; oversized: boolean }> {
+    const limit = instance.limits.messageSize;
     const chunks: Buffer[] = [];
-    for await (const chunk of stream) chunks.push(chunk);
-    const message = Buffer.concat(chunks);
+    let kept = 0;
+    let size = 0;
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      size += chunk.length;
+      if (kept + chunk.length > limit) continue;
+      chunks.push(chunk);
+      kept += chunk.length;
+    }
+    // The first part of an oversized message stays: its header fields name it in the record.
+    return { message: Buffer.concat(chunks), size, oversized: size > limit || stream.sizeExceeded };
+  }
+
+  async function receive(stream: SMTPServerDataStream, session: SMTPServerSession, state: Live): Promise<string> {
+    const { message, size, oversized } = await readMessage(stream);
     const fields = parseHeaders(message);
     const envelope = {
       mailFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
@@ -101,7 +151,7 @@ export function createInbound(ctx: InboundContext): SMTPServer {
     const transaction: Transaction = {
       at: new Date().toISOString(),
       envelope,
-      message: { ...summary(fields), size: message.length },
+      message: { ...summary(fields), size },
       dns: [],
       decision: { disposition: 'refused', code: 0, enhanced: '', reason: '' },
       deliveries: [],
@@ -113,7 +163,7 @@ export function createInbound(ctx: InboundContext): SMTPServer {
       throw smtpError(code, `${enhanced} ${reason}`);
     };
 
-    if (stream.sizeExceeded) {
+    if (oversized) {
       return refuse(552, '5.3.4', `message exceeds the size limit of ${instance.limits.messageSize} bytes`);
     }
     // RFC 5321 section 2.3.8: lines end in CRLF. A bare LF or CR is how SMTP
@@ -221,20 +271,18 @@ export function createInbound(ctx: InboundContext): SMTPServer {
       const ended = new Promise<void>((resolve) => (saved = resolve));
       ctx.closing.add(ended);
       ended.then(() => ctx.closing.delete(ended));
-      live.set(session.id, {
-        clientAddress,
-        busy: Promise.resolve(),
-        saved,
-        refusedRecipients: 0,
-        record: {
-          id: session.id,
-          instance: instance.name,
-          startedAt: new Date().toISOString(),
-          client: { address: clientAddress, port: session.remotePort, hostname },
-          transcript: [],
-          transactions: [],
-        },
-      });
+      const record: SessionRecord = {
+        id: session.id,
+        instance: instance.name,
+        startedAt: new Date().toISOString(),
+        client: { address: clientAddress, port: session.remotePort, hostname },
+        transcript: [],
+        transactions: [],
+      };
+      const state: Live = { clientAddress, busy: Promise.resolve(), saved, refusedRecipients: 0, junkCommands: 0, record, transcript: new TranscriptKeeper(record) };
+      live.set(session.id, state);
+      const connection = [...(server.connections as Set<unknown> as Set<Connection>)].find((c) => c.id === session.id);
+      if (connection) limitJunkCommands(connection, state);
       callback();
     },
 
@@ -275,6 +323,7 @@ export function createInbound(ctx: InboundContext): SMTPServer {
         stream.resume();
         return callback(smtpError(451, '4.3.0 Session state lost; try again'));
       }
+      state.junkCommands = 0;
       const work = receive(stream, session, state).then(
         (reply) => callback(null, reply),
         (error: Error & { responseCode?: number }) => {
@@ -297,6 +346,7 @@ export function createInbound(ctx: InboundContext): SMTPServer {
       else perAddress.delete(state.clientAddress);
       state.busy
         .finally(() => {
+          state.transcript.finish();
           state.record.endedAt = new Date().toISOString();
           return sessions.save(state.record, false);
         })

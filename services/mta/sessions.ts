@@ -51,6 +51,46 @@ export interface SessionRecord {
   transactions: Transaction[];
 }
 
+// A session's transcript is bounded, whatever the client sends: 600 MB of
+// NOOPs made the record longer than a string can be (RangeError) and it was
+// lost. The first TRANSCRIPT_HEAD lines are kept as they come, then only the
+// last TRANSCRIPT_TAIL; when the session ends, a marker line says how many
+// were left out between, and the last lines follow it. A line longer than
+// TRANSCRIPT_LINE characters is cut, saying by how much.
+export const TRANSCRIPT_HEAD = 500;
+export const TRANSCRIPT_TAIL = 500;
+export const TRANSCRIPT_LINE = 1000;
+
+export class TranscriptKeeper {
+  private record: SessionRecord;
+  private tail: TranscriptLine[] = []; // a ring: line n of the tail is at n % TRANSCRIPT_TAIL
+  private past = 0; // lines that came after the head
+
+  constructor(record: SessionRecord) {
+    this.record = record;
+  }
+
+  add(at: string, text: string): void {
+    const over = text.length - TRANSCRIPT_LINE;
+    const line = { at, line: over > 0 ? `${text.slice(0, TRANSCRIPT_LINE)}... (${over} more characters)` : text };
+    if (this.record.transcript.length < TRANSCRIPT_HEAD && this.past === 0) this.record.transcript.push(line);
+    else this.tail[this.past++ % TRANSCRIPT_TAIL] = line;
+  }
+
+  // At the session's end: the marker, then the last lines in order.
+  finish(): void {
+    const left = this.past - TRANSCRIPT_TAIL;
+    const start = left > 0 ? this.past % TRANSCRIPT_TAIL : 0;
+    const last = [...this.tail.slice(start), ...this.tail.slice(0, start)];
+    if (left > 0) {
+      this.record.transcript.push({ at: last[0].at, line: `[${left} lines left out: the transcript keeps the first ${TRANSCRIPT_HEAD} and the last ${TRANSCRIPT_TAIL}]` });
+    }
+    this.record.transcript.push(...last);
+    this.tail = [];
+    this.past = 0;
+  }
+}
+
 // Why a session ended without its own end, and what its end time rests on.
 export interface Interrupted {
   reason: string;
