@@ -4,20 +4,29 @@
 //   DNS_CONTROL_LISTEN  host:port of the HTTP control endpoint (default 127.0.0.1:8053:
 //                       it changes the lab's DNS, so it is opened wider only on purpose,
 //                       as compose.yaml does inside the container)
+//   DNS_TCP_CLIENTS, DNS_TCP_CLIENTS_PER_ADDRESS, DNS_TCP_IDLE_MS
+//                       TCP connections at once in all and from one address, and the
+//                       idle timeout (defaults 256, 64, 10000; RFC 7766 section 6.2.3)
 import { existsSync, statSync } from 'node:fs';
-import { ConfigError, exitOnConfigError, readEndpoint, readString } from '../lib/config.ts';
+import { ConfigError, exitOnConfigError, readEndpoint, readInteger, readString } from '../lib/config.ts';
 import { createLogger } from '../lib/log.ts';
 import { startControl } from './control.ts';
-import { DnsServer } from './server.ts';
+import { DEFAULT_TCP_LIMITS, DnsServer } from './server.ts';
 import { ZoneSyntaxError } from './zone-file.ts';
 
 const log = createLogger('dns');
 
 function readConfig(env: NodeJS.ProcessEnv) {
+  const clients = readInteger(env, 'DNS_TCP_CLIENTS', DEFAULT_TCP_LIMITS.clients, 1, 65_535);
   const config = {
     listen: readEndpoint(env, 'DNS_LISTEN', '0.0.0.0:53'),
     controlListen: readEndpoint(env, 'DNS_CONTROL_LISTEN', '127.0.0.1:8053'),
     zoneDir: readString(env, 'ZONE_DIR', 'dns-zone'),
+    tcp: {
+      clients,
+      clientsPerAddress: readInteger(env, 'DNS_TCP_CLIENTS_PER_ADDRESS', Math.min(DEFAULT_TCP_LIMITS.clientsPerAddress, clients), 1, clients),
+      idleMs: readInteger(env, 'DNS_TCP_IDLE_MS', DEFAULT_TCP_LIMITS.idleMs, 100, 600_000),
+    },
   };
   if (!existsSync(config.zoneDir) || !statSync(config.zoneDir).isDirectory()) {
     throw new ConfigError(`ZONE_DIR: "${config.zoneDir}" is not a directory`);
@@ -32,7 +41,7 @@ try {
   exitOnConfigError(error);
 }
 
-const dns = new DnsServer({ listen: config.listen, zoneDir: config.zoneDir, logger: log });
+const dns = new DnsServer({ listen: config.listen, zoneDir: config.zoneDir, tcp: config.tcp, logger: log });
 try {
   await dns.start();
 } catch (error) {

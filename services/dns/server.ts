@@ -14,8 +14,12 @@ import { loadZoneDir, ZoneSet } from './zones.ts';
 
 const RCODE_NAMES = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'REFUSED'];
 const RECENT_QUERIES = 1000;
-const TCP_IDLE_MS = 10_000; // RFC 7766 section 6.2.3
-const TCP_MAX_CLIENTS = 256;
+const TCP_LIFETIME_IDLE_PERIODS = 12; // 2 minutes at the default idle timeout
+// Answers a client has not read yet, per connection: past the first, no more
+// of its queries are read until it reads; past the second (answers of delay
+// faults pile up without stopping the reading), it is closed.
+const TCP_UNSENT_PAUSE = 16 * 1024;
+const TCP_UNSENT_MAX = 64 * 1024;
 const RELOAD_SETTLE_MS = 100; // editors write in several steps
 const KNOWN_CLIENTS = 1024;
 const PORT_ATTEMPTS = 5;
@@ -32,10 +36,21 @@ export interface QueryRecord {
   fault?: string;
 }
 
+// What one client can hold of the TCP side (RFC 7766 section 6.2.3; BIND's
+// tcp-clients and tcp-idle-timeout).
+export interface TcpLimits {
+  clients: number; // connections at once, in all
+  clientsPerAddress: number; // connections at once from one client address
+  idleMs: number; // a connection without a complete query for this long is closed
+}
+
+export const DEFAULT_TCP_LIMITS: TcpLimits = { clients: 256, clientsPerAddress: 64, idleMs: 10_000 };
+
 export interface DnsServerOptions {
   listen: Endpoint;
   zoneDir: string;
   logger: Logger;
+  tcp?: Partial<TcpLimits>;
 }
 
 export class DnsServer {
@@ -53,11 +68,15 @@ export class DnsServer {
   private log: Logger;
   private queryLog: QueryLog;
   private clients = new Map<string, string>(); // socket address -> lab address, for the log
+  private tcpLimits: TcpLimits;
+  private tcpOpen = new Set<TcpSocket>();
+  private tcpPerAddress = new Map<string, number>();
 
   constructor(options: DnsServerOptions) {
     this.options = options;
     this.log = options.logger;
     this.queryLog = new QueryLog(options.logger);
+    this.tcpLimits = { ...DEFAULT_TCP_LIMITS, ...options.tcp };
   }
 
   // Loads the zones (an error here stops the start) and opens both sockets.
@@ -88,8 +107,7 @@ export class DnsServer {
       this.udp!.bind(port, host, () => resolve());
     });
     // TCP on the same port as UDP, also when port 0 let the system choose.
-    this.tcp = createServer({ allowHalfOpen: false }, (socket) => this.onTcp(socket));
-    this.tcp.maxConnections = TCP_MAX_CLIENTS;
+    this.tcp = createServer({ allowHalfOpen: false, highWaterMark: TCP_UNSENT_PAUSE }, (socket) => this.onTcp(socket));
     await new Promise<void>((resolve, reject) => {
       this.tcp!.once('error', reject);
       this.tcp!.listen(this.udp!.address().port, host, () => resolve());
@@ -125,6 +143,7 @@ export class DnsServer {
     this.watcher?.close();
     clearTimeout(this.reloadTimer);
     for (const timer of this.pending) clearTimeout(timer);
+    for (const socket of this.tcpOpen) socket.destroy();
     await this.closeSockets();
   }
 
@@ -156,24 +175,83 @@ export class DnsServer {
 
   private onTcp(socket: TcpSocket): void {
     const client = socket.remoteAddress ?? '';
+    const { clients, clientsPerAddress, idleMs } = this.tcpLimits;
+    const fromClient = this.tcpPerAddress.get(client) ?? 0;
+    const refusal =
+      this.tcpOpen.size >= clients ? `${clients} TCP connections open, the limit`
+      : fromClient >= clientsPerAddress ? `${clientsPerAddress} TCP connections open from this address, the limit per address`
+      : undefined;
+    if (refusal) {
+      this.log.warn({ client: this.clientAddress(client), reason: refusal }, 'DNS TCP connection refused');
+      socket.destroy();
+      return;
+    }
+    this.tcpOpen.add(socket);
+    this.tcpPerAddress.set(client, fromClient + 1);
+    const closeFor = (reason: string, level: 'warn' | 'debug' = 'warn') => {
+      this.log[level]({ client: this.clientAddress(client), reason }, 'DNS TCP connection closed');
+      socket.destroy();
+    };
     let buffered = Buffer.alloc(0);
-    socket.setTimeout(TCP_IDLE_MS, () => socket.destroy());
+    // Idle means no complete query, so a byte now and then does not keep the
+    // connection; a client that keeps asking is still let go after a while.
+    // A client that simply stays connected is routine, hence only debug.
+    const idle = setTimeout(() => {
+      if (socket.writableNeedDrain) closeFor(`client has not read its answers for ${idleMs} ms (${socket.writableLength} bytes unsent)`);
+      else if (buffered.length) closeFor(`no complete query for ${idleMs} ms (${buffered.length} bytes of one begun)`);
+      else closeFor(`no query for ${idleMs} ms`, 'debug');
+    }, idleMs);
+    const lifetime = setTimeout(() => closeFor(`open for ${idleMs * TCP_LIFETIME_IDLE_PERIODS} ms, the most a connection may`), idleMs * TCP_LIFETIME_IDLE_PERIODS);
+    socket.once('close', () => {
+      clearTimeout(idle);
+      clearTimeout(lifetime);
+      this.tcpOpen.delete(socket);
+      const left = this.tcpPerAddress.get(client)! - 1;
+      if (left === 0) this.tcpPerAddress.delete(client);
+      else this.tcpPerAddress.set(client, left);
+    });
     socket.on('error', () => socket.destroy());
-    socket.on('data', (chunk) => {
-      buffered = buffered.length ? Buffer.concat([buffered, chunk]) : chunk;
+
+    let delayedBytes = 0; // answers held back by a delay fault, not yet written
+    // Answers the complete queries in hand; stops when the client is not
+    // reading its answers (write() said so) and goes on at 'drain', so what a
+    // non-reading client asks waits in its own socket, not in our memory.
+    const answerQueued = () => {
       // RFC 1035 section 4.2.2: each message has a two-byte length in front.
-      while (buffered.length >= 2) {
+      while (buffered.length >= 2 && !socket.destroyed) {
+        if (socket.writableNeedDrain) {
+          socket.pause();
+          return;
+        }
         const length = buffered.readUInt16BE(0);
         if (buffered.length < 2 + length) break;
         const packet = buffered.subarray(2, 2 + length);
         buffered = buffered.subarray(2 + length);
+        idle.refresh();
         const reply = this.answer(packet, 'tcp', client);
         if (!reply.response) continue;
         const frame = Buffer.allocUnsafe(2 + reply.response.length);
         frame.writeUInt16BE(reply.response.length, 0);
         reply.response.copy(frame, 2);
-        this.later(reply.delayMs, () => socket.writable && socket.write(frame));
+        // Answers written at once stop the reading (above); delayed ones do
+        // not, so they are bounded here, one answer of any size always allowed.
+        const unsent = socket.writableLength + delayedBytes;
+        if (reply.delayMs > 0 && unsent > 0 && unsent + frame.length > TCP_UNSENT_MAX) {
+          closeFor(`client does not read its answers (${unsent} bytes unsent)`);
+          return;
+        }
+        delayedBytes += frame.length;
+        this.later(reply.delayMs, () => {
+          delayedBytes -= frame.length;
+          if (socket.writable) socket.write(frame);
+        });
       }
+      socket.resume();
+    };
+    socket.on('drain', answerQueued);
+    socket.on('data', (chunk) => {
+      buffered = buffered.length ? Buffer.concat([buffered, chunk]) : chunk;
+      answerQueued();
     });
   }
 
