@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { sealMessage } from 'mailauth';
 import type { Logger } from '../lib/log.ts';
 import type { Instance, MailingList } from './instance.ts';
-import type { Enqueue } from './queue.ts';
+import type { Enqueue, QueueEntry } from './queue.ts';
 import { srsForward, srsReverse } from './srs.ts';
 
 export interface Forwarded {
@@ -23,6 +23,15 @@ export interface Forwarded {
   queueId: string;
   sealed: boolean;
 }
+
+// Forwarded copies in the queue, not yet delivered (Forwarder.forward).
+export interface HeldForwards {
+  forwarded: Forwarded[];
+  release(): void;
+  discard(): void;
+}
+
+type Plan = { kind: Forwarded['kind']; to: string[]; mailFrom: string; body: Buffer };
 
 export interface ArcInput {
   authResults: unknown; // what this forwarder's own checks found, from mailauth
@@ -58,38 +67,57 @@ export class Forwarder {
     return undefined;
   }
 
-  // Queues the message for each forwarding address among the recipients.
-  async forward(message: Buffer, mailFrom: string, addresses: string[], received: string, arc: ArcInput): Promise<Forwarded[]> {
-    const results: Forwarded[] = [];
-    for (const address of addresses) {
-      const lower = address.toLowerCase();
-      const list = this.instance.forwarding.lists.get(lower);
-      const alias = this.instance.forwarding.aliases.get(lower);
-      let plan: { kind: Forwarded['kind']; to: string[]; mailFrom: string; body: Buffer };
-      if (list) {
-        const at = lower.lastIndexOf('@');
-        plan = { kind: 'list', to: list.members, mailFrom: `${lower.slice(0, at)}-bounces${lower.slice(at)}`, body: rewriteForList(message, lower, list) };
-      } else if (alias) {
-        const { srs, srsSecret } = this.instance.forwarding;
-        const sender = srs && mailFrom !== '' ? srsForward(mailFrom, lower.slice(lower.lastIndexOf('@') + 1), srsSecret) : mailFrom;
-        plan = { kind: 'alias', to: alias, mailFrom: sender, body: message };
-      } else {
-        const reversed = srsReverse(address, this.instance.forwarding.srsSecret);
-        if (!('sender' in reversed)) continue;
-        plan = { kind: 'srs-bounce', to: [reversed.sender], mailFrom: '', body: message };
+  // Queues the message for each forwarding address among the recipients,
+  // held: the caller releases the entries once the message is stored and
+  // recorded, or discards them when it is not (queue.ts, Enqueue).
+  async forward(message: Buffer, mailFrom: string, addresses: string[], received: string, arc: ArcInput): Promise<HeldForwards> {
+    const forwarded: Forwarded[] = [];
+    const entries: QueueEntry[] = [];
+    const held: HeldForwards = {
+      forwarded,
+      release: () => entries.forEach((entry) => this.queue.release(entry)),
+      discard: () => entries.forEach((entry) => this.queue.discard(entry)),
+    };
+    try {
+      for (const address of addresses) {
+        const plan = this.plan(message, mailFrom, address);
+        if (!plan) continue;
+        let out = Buffer.concat([Buffer.from(received), plan.body]);
+        let sealed = false;
+        if (this.seal) {
+          const headers = await sealMessage(out, { ...this.seal, authResults: arc.authResults, cv: arc.cv } as never);
+          sealed = headers.length > 0;
+          out = Buffer.concat([headers, out]);
+        }
+        const entry = await this.queue.hold(out, { mailFrom: plan.mailFrom, recipients: plan.to, origin: 'forward' });
+        entries.push(entry);
+        this.log.info({ queueId: entry.id, address, kind: plan.kind, to: plan.to, mailFrom: plan.mailFrom, sealed }, 'forwarded');
+        forwarded.push({ address, kind: plan.kind, to: plan.to, mailFrom: plan.mailFrom, queueId: entry.id, sealed });
       }
-      let out = Buffer.concat([Buffer.from(received), plan.body]);
-      let sealed = false;
-      if (this.seal) {
-        const headers = await sealMessage(out, { ...this.seal, authResults: arc.authResults, cv: arc.cv } as never);
-        sealed = headers.length > 0;
-        out = Buffer.concat([headers, out]);
-      }
-      const entry = await this.queue.add(out, { mailFrom: plan.mailFrom, recipients: plan.to, origin: 'forward' });
-      this.log.info({ queueId: entry.id, address, kind: plan.kind, to: plan.to, mailFrom: plan.mailFrom, sealed }, 'forwarded');
-      results.push({ address, kind: plan.kind, to: plan.to, mailFrom: plan.mailFrom, queueId: entry.id, sealed });
+    } catch (error) {
+      held.discard(); // the first copies go too: all or none
+      throw error;
     }
-    return results;
+    return held;
+  }
+
+  // Where the message goes for one address, and as what.
+  private plan(message: Buffer, mailFrom: string, address: string): Plan | undefined {
+    const lower = address.toLowerCase();
+    const list = this.instance.forwarding.lists.get(lower);
+    const alias = this.instance.forwarding.aliases.get(lower);
+    if (list) {
+      const at = lower.lastIndexOf('@');
+      return { kind: 'list', to: list.members, mailFrom: `${lower.slice(0, at)}-bounces${lower.slice(at)}`, body: rewriteForList(message, lower, list) };
+    }
+    if (alias) {
+      const { srs, srsSecret } = this.instance.forwarding;
+      const sender = srs && mailFrom !== '' ? srsForward(mailFrom, lower.slice(lower.lastIndexOf('@') + 1), srsSecret) : mailFrom;
+      return { kind: 'alias', to: alias, mailFrom: sender, body: message };
+    }
+    const reversed = srsReverse(address, this.instance.forwarding.srsSecret);
+    if (!('sender' in reversed)) return undefined;
+    return { kind: 'srs-bounce', to: [reversed.sender], mailFrom: '', body: message };
   }
 }
 

@@ -10,10 +10,10 @@ import { labAddress } from '../lib/addressing.ts';
 import type { Logger } from '../lib/log.ts';
 import type { LabResolver } from '../lib/resolver.ts';
 import { decide, replyText } from './decide.ts';
-import type { Forwarder } from './forward.ts';
+import type { Forwarder, HeldForwards } from './forward.ts';
 import { headerValue, parseHeaders } from './headers.ts';
 import type { Instance } from './instance.ts';
-import { splitMailbox, type Maildir } from './maildir.ts';
+import { splitMailbox, type Delivery, type Maildir } from './maildir.ts';
 import { TranscriptKeeper, type SessionRecord, type SessionWriter, type Transaction } from './sessions.ts';
 import { mailFromRefusal, rcptToRefusal } from './smtputf8.ts';
 import { receivedHeader, traceHeaders, type TraceInfo } from './trace.ts';
@@ -208,24 +208,40 @@ export function createInbound(ctx: InboundContext): SMTPServer {
     // Aliases and lists send the message on (whatever its folder would be
     // here: the final receiver decides); mailboxes keep it.
     const forwarded = envelope.rcptTo.filter((r) => forwarder.accepts(r)?.ok);
+    // All or nothing, as the client hears 250 or 451 for the whole message:
+    // every copy is written (Maildir tmp/, queue entries held) before any is
+    // in a mailbox or delivered, and the record is saved before any is
+    // released. When a step fails (a full disk), what was written is removed:
+    // a 451 leaves nothing behind that the client's retry would duplicate.
+    const written: Delivery[] = [];
+    let held: HeldForwards | undefined;
     try {
       for (const recipient of envelope.rcptTo.filter((r) => !forwarded.includes(r))) {
         const stored = Buffer.concat([Buffer.from(traceHeaders(trace(recipient), headers)), message]);
-        const { path: _path, ...delivery } = await maildir.deliver(recipient, folder, stored);
-        transaction.deliveries.push(delivery);
+        written.push(await maildir.write(recipient, folder, stored));
       }
       if (forwarded.length) {
         const received = receivedHeader(trace(forwarded.length === 1 ? forwarded[0] : undefined));
-        transaction.forwarded = await forwarder.forward(message, envelope.mailFrom, forwarded, received, arcSealInput);
-        ctx.queued();
+        held = await forwarder.forward(message, envelope.mailFrom, forwarded, received, arcSealInput);
+        transaction.forwarded = held.forwarded;
       }
+      transaction.deliveries = written.map(({ path: _path, ...delivery }) => delivery);
+      await maildir.commit(written);
       await sessions.save(state.record, true);
     } catch (error) {
+      maildir.discard(written);
+      held?.discard();
       // Nothing is acknowledged that is not on disk: the client keeps the message and retries.
-      log.error({ err: error, session: session.id }, 'storing failed');
+      log.error({ err: error, session: session.id }, 'storing failed: every copy removed, 451');
+      transaction.deliveries = [];
+      delete transaction.forwarded;
       transaction.decision = { ...decision, disposition: 'defer', reason: `local storage error: ${(error as Error).message}` };
       await sessions.save(state.record, false).catch(() => undefined);
       throw smtpError(451, '4.3.0 Local error while storing the message; try again later');
+    }
+    if (held) {
+      held.release();
+      ctx.queued();
     }
     const delivered = transaction.deliveries.length ? [`Delivered to ${folder}: ${transaction.deliveries.map((d) => d.id).join(', ')}`] : [];
     const sent = (transaction.forwarded ?? []).map((f) => `forwarded as ${f.queueId} to ${f.to.join(', ')}`);

@@ -8,10 +8,10 @@
 // fsyncs, which wait for the disk, go to the thread pool. (Each trip through
 // the pool cost more CPU than the call it carried: a fifth of the receiver's
 // rate under load.)
-import { closeSync, fdatasync, fsync, openSync, renameSync, writeSync } from 'node:fs';
+import { closeSync, fdatasync, fsync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 
 export const syncFile = promisify(fsync);
@@ -44,7 +44,12 @@ export class Maildir {
     return folder === 'INBOX' ? base : join(base, `.${folder}`);
   }
 
-  async deliver(mailbox: string, folder: Folder, message: Buffer): Promise<Delivery> {
+  // A message for several recipients is stored in two steps, so that a
+  // failure in between leaves nothing behind: write() puts each copy in
+  // tmp/ (fsynced), commit() moves all of them into new/, and discard()
+  // removes them wherever they are. A copy written for a message the client
+  // then hears 451 about would arrive a second time when it retries.
+  async write(mailbox: string, folder: Folder, message: Buffer): Promise<Delivery> {
     const dir = this.folderPath(mailbox, folder);
     await this.ensure(dir);
     // Maildir unique name: time, then what makes it unique on this host.
@@ -55,13 +60,52 @@ export class Maildir {
     try {
       writeAll(fd, message);
       await syncFile(fd);
+    } catch (error) {
+      removeQuietly(temporary); // a partial copy (a full disk) is not left in tmp/
+      throw error;
     } finally {
       closeSync(fd);
     }
-    const path = join(dir, 'new', id);
-    renameSync(temporary, path);
-    await syncDirectory(join(dir, 'new'));
-    return { id, mailbox, folder, path };
+    return { id, mailbox, folder, path: join(dir, 'new', id) };
+  }
+
+  // Into new/, each new/ fsynced once: from here the copies are in the mailboxes.
+  async commit(deliveries: Delivery[]): Promise<void> {
+    for (const d of deliveries) renameSync(temporaryPath(d), d.path);
+    await Promise.all([...new Set(deliveries.map((d) => dirname(d.path)))].map(syncDirectory));
+  }
+
+  // Removes copies written or committed; unlinking needs no free space.
+  discard(deliveries: Delivery[]): void {
+    for (const d of deliveries) {
+      removeQuietly(temporaryPath(d));
+      removeQuietly(d.path);
+    }
+  }
+
+  async deliver(mailbox: string, folder: Folder, message: Buffer): Promise<Delivery> {
+    const delivery = await this.write(mailbox, folder, message);
+    await this.commit([delivery]);
+    return delivery;
+  }
+
+  // Partial copies a crash or kill left in tmp/: a Maildir writer removes
+  // them (the MTA is the only one writing here, and calls this before it
+  // delivers anything). Returns the files removed.
+  async cleanTemporary(): Promise<string[]> {
+    const removed: string[] = [];
+    for (const domain of await entries(this.root)) {
+      for (const local of await entries(join(this.root, domain))) {
+        for (const folder of ['INBOX', 'Junk'] as Folder[]) {
+          const tmp = join(this.folderPath(`${local}@${domain}`, folder), 'tmp');
+          for (const name of await entries(tmp)) {
+            removeQuietly(join(tmp, name));
+            removed.push(join(tmp, name));
+          }
+        }
+      }
+    }
+    return removed;
   }
 
   // The mailboxes and folders on disk, with message counts.
@@ -139,6 +183,16 @@ async function fsyncDirectory(dir: string): Promise<void> {
     await syncFile(fd);
   } finally {
     closeSync(fd);
+  }
+}
+
+const temporaryPath = (d: Delivery) => join(dirname(dirname(d.path)), 'tmp', basename(d.path));
+
+function removeQuietly(file: string): void {
+  try {
+    unlinkSync(file);
+  } catch {
+    // already gone
   }
 }
 

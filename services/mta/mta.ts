@@ -51,6 +51,9 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
   const maildir = new Maildir(join(options.dataDir, 'mail'), instance.hostname);
   const sessions = new SessionStore(join(options.dataDir, 'sessions'), instance.sessionsKept);
   const signer = new Signer(instance, options.keyDir);
+  // Before anything delivers: the MX workers are not started yet.
+  const partial = await maildir.cleanTemporary();
+  if (partial.length) log.warn({ files: partial }, `removed ${partial.length} partial Maildir ${partial.length === 1 ? 'copy' : 'copies'} from tmp/, left by a delivery the MTA did not finish (crash or kill); the client was not told 250 for them`);
   const queue = new Queue(join(options.dataDir, 'queue'));
   for (const { file, reason, movedTo } of queue.damaged) log.error({ file, reason, movedTo }, `queue state file ${file} cannot be read (${reason}): moved aside into ${movedTo} with its message`);
   for (const { id, messageId, recipients, startedAt } of queue.interrupted) {

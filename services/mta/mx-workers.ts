@@ -15,7 +15,7 @@ import { createInbound } from './inbound.ts';
 import { listen } from './listen.ts';
 import { Maildir } from './maildir.ts';
 import type { MtaOptions } from './mta.ts';
-import { writeEntry, type Enqueue } from './queue.ts';
+import { discardEntry, writeEntry, type Enqueue } from './queue.ts';
 import { SessionJournal, type SessionNote } from './sessions.ts';
 
 const RESTART_DELAY_MS = 1000; // a worker that dies at once is not restarted in a tight loop
@@ -120,11 +120,9 @@ export async function runMxWorker(options: MtaOptions): Promise<void> {
   });
   const queueDir = join(options.dataDir, 'queue');
   const enqueue: Enqueue = {
-    async add(message, fields) {
-      const entry = await writeEntry(queueDir, message, fields);
-      void tell({ kind: 'queued', id: entry.id });
-      return entry;
-    },
+    hold: (message, fields) => writeEntry(queueDir, message, fields),
+    release: (entry) => void tell({ kind: 'queued', id: entry.id }),
+    discard: (entry) => discardEntry(queueDir, entry.id),
   };
   // Told to stop even before it listens: a worker may be starting again when the MTA stops.
   let stopAsked = false;

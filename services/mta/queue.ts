@@ -40,10 +40,15 @@ export interface QueueEntry {
 
 export type NewEntry = Pick<QueueEntry, 'mailFrom' | 'messageId' | 'origin' | 'submittedBy'> & { recipients: string[] };
 
-// What puts messages into the queue: the Queue itself, or, in an MX worker
-// process, a writer that tells the first process (see mx-workers.ts).
+// What the MX queues (forwarding): the Queue itself, or, in an MX worker
+// process, a writer that tells the first process (see mx-workers.ts). An
+// entry is held, on disk, until the message it came from is stored and
+// recorded, then released for delivery; a message the client hears 451
+// about has its held entries discarded, never delivered.
 export interface Enqueue {
-  add(message: Buffer, fields: NewEntry): Promise<QueueEntry>;
+  hold(message: Buffer, fields: NewEntry): Promise<QueueEntry>;
+  release(entry: QueueEntry): void;
+  discard(entry: QueueEntry): void;
 }
 
 // A state file found unreadable at start, and where it went.
@@ -103,9 +108,21 @@ export class Queue implements Enqueue {
   }
 
   async add(message: Buffer, fields: NewEntry): Promise<QueueEntry> {
-    const entry = await writeEntry(this.dir, message, fields);
-    this.entries.set(entry.id, entry);
+    const entry = await this.hold(message, fields);
+    this.release(entry);
     return entry;
+  }
+
+  hold(message: Buffer, fields: NewEntry): Promise<QueueEntry> {
+    return writeEntry(this.dir, message, fields);
+  }
+
+  release(entry: QueueEntry): void {
+    this.entries.set(entry.id, entry);
+  }
+
+  discard(entry: QueueEntry): void {
+    discardEntry(this.dir, entry.id);
   }
 
   // An entry that another process (an MX worker) wrote with writeEntry.
@@ -172,9 +189,26 @@ export async function writeEntry(dir: string, message: Buffer, fields: NewEntry)
     attempts: 0,
     nextAttemptAt: now,
   };
-  await writeFile(join(dir, `${entry.id}.eml`), message);
-  await saveState(dir, entry);
+  try {
+    await writeFile(join(dir, `${entry.id}.eml`), message);
+    await saveState(dir, entry);
+  } catch (error) {
+    discardEntry(dir, entry.id); // what a full disk let through is not left behind
+    throw error;
+  }
   return entry;
+}
+
+// Removes an entry's files, written whole or in part. Entries are removed
+// this way only before anything delivers them (held, or never written).
+export function discardEntry(dir: string, id: string): void {
+  for (const name of [`${id}.json`, `${id}.json.tmp`, `${id}.eml`]) {
+    try {
+      unlinkSync(join(dir, name));
+    } catch {
+      // not written
+    }
+  }
 }
 
 // The state file is replaced whole (write, fsync, rename, fsync of the
