@@ -140,3 +140,38 @@ describe('one message', () => {
     assert.equal(transaction.decision.code, 552);
   });
 });
+
+describe('many messages at once', () => {
+  const MESSAGES_IN_MEMORY = 8; // services/mta/inbound.ts
+
+  test(`${MESSAGES_IN_MEMORY + 1} messages of 90% of the size limit at once: one gets 452 4.3.1, the others 250, and memory is given back`, { timeout: 60_000 }, async () => {
+    const line = Buffer.from(`${'y'.repeat(1022)}\r\n`);
+    const chunk = Buffer.concat(Array.from({ length: 1024 }, () => line)); // 1 MiB
+    const mebibytes = Math.floor((0.9 * messageSize) / chunk.length);
+    const start = async (n: number) => {
+      const smtp = await open();
+      assert.equal((await smtp.command('EHLO mta.attacker.test')).code, 250);
+      assert.equal((await smtp.command('MAIL FROM:<mallory@attacker.test>')).code, 250);
+      assert.equal((await smtp.command('RCPT TO:<bob@receiver.test>')).code, 250);
+      assert.equal((await smtp.command('DATA')).code, 354);
+      smtp.write(`From: mallory@attacker.test\r\nSubject: at once ${n}\r\nMessage-ID: <at-once-${n}@attacker.test>\r\n\r\n`);
+      return smtp;
+    };
+    // Every message is being read before any ends: together they are past what the MX holds.
+    const sessions = await Promise.all(Array.from({ length: MESSAGES_IN_MEMORY + 1 }, (_, n) => start(n)));
+    for (let i = 0; i < mebibytes; i++) for (const smtp of sessions) smtp.write(chunk);
+    for (const smtp of sessions) smtp.write('.\r\n');
+    const replies = await Promise.all(sessions.map((smtp) => smtp.read(50_000)));
+    const codes = replies.map((r) => r.code);
+    assert.deepEqual(codes.filter((c) => c !== 250), [452], replies.map((r) => r.text).join('\n'));
+    assert.match(replies.find((r) => r.code === 452)!.text, /^452 4\.3\.1 Insufficient system storage/);
+    for (const smtp of sessions) smtp.write('QUIT\r\n');
+
+    // All of them ended: the next message is held again.
+    const again = await start(MESSAGES_IN_MEMORY + 1);
+    for (let i = 0; i < mebibytes; i++) again.write(chunk);
+    again.write('.\r\n');
+    assert.equal((await again.read(50_000)).code, 250);
+    assert.equal((await again.command('QUIT')).code, 221);
+  });
+});

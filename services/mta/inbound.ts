@@ -54,6 +54,14 @@ const REFUSED_RECIPIENTS = 10;
 // the RFC asks for a large threshold, and no real path has 50 hops.
 const MAX_HOPS = 50;
 
+// Messages are read into memory whole (verification and each Maildir copy
+// read them), each at most limits.messageSize. All sessions of one MX
+// process together may hold this many messages of that size: past it a
+// message is read and dropped, and gets 452 4.3.1, as a full disk would; the
+// client tries again later. 100 clients with 10 MiB each are 1 GiB, which a
+// classroom laptop does not have to spare.
+const MESSAGES_IN_MEMORY = 8;
+
 // Commands that move no mail. A client may send only so many between two
 // messages (DATA), then gets 421 and the connection is closed: otherwise one
 // client keeps a session, and its slot, forever with NOOP (Postfix:
@@ -123,26 +131,54 @@ export function createInbound(ctx: InboundContext): SMTPServer {
     };
   };
 
-  // The message is kept while it is within the size limit; past it the
-  // rest is read and dropped, so that memory stays bounded by the limit
-  // whatever the client sends (a 1 GB message without SIZE= was held whole).
-  async function readMessage(stream: SMTPServerDataStream): Promise<{ message: Buffer; size: number; oversized: boolean }> {
+  // The message is kept while it is within the size limit and the memory
+  // all sessions may hold; past either the rest is read and dropped, so
+  // that memory stays bounded whatever clients send (a 1 GB message without
+  // SIZE= was held whole). release() gives its share of memory back.
+  let inMemory = 0;
+  const memoryLimit = MESSAGES_IN_MEMORY * instance.limits.messageSize;
+  async function readMessage(stream: SMTPServerDataStream): Promise<{ message: Buffer; size: number; oversized: boolean; overMemory: boolean; release(): void }> {
     const limit = instance.limits.messageSize;
-    const chunks: Buffer[] = [];
+    let chunks: Buffer[] = [];
     let kept = 0;
     let size = 0;
-    for await (const chunk of stream as AsyncIterable<Buffer>) {
-      size += chunk.length;
-      if (kept + chunk.length > limit) continue;
-      chunks.push(chunk);
-      kept += chunk.length;
+    let overMemory = false;
+    const release = () => {
+      inMemory -= kept;
+      kept = 0;
+    };
+    try {
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        size += chunk.length;
+        if (overMemory || kept + chunk.length > limit) continue;
+        if (inMemory + chunk.length > memoryLimit) {
+          overMemory = true;
+          release();
+          chunks = [];
+          continue;
+        }
+        chunks.push(chunk);
+        kept += chunk.length;
+        inMemory += chunk.length;
+      }
+    } catch (error) {
+      release();
+      throw error;
     }
     // The first part of an oversized message stays: its header fields name it in the record.
-    return { message: Buffer.concat(chunks), size, oversized: size > limit || stream.sizeExceeded };
+    return { message: Buffer.concat(chunks), size, oversized: size > limit || stream.sizeExceeded, overMemory, release };
   }
 
   async function receive(stream: SMTPServerDataStream, session: SMTPServerSession, state: Live): Promise<string> {
-    const { message, size, oversized } = await readMessage(stream);
+    const read = await readMessage(stream);
+    try {
+      return await verifyAndStore(read, session, state);
+    } finally {
+      read.release();
+    }
+  }
+
+  async function verifyAndStore({ message, size, oversized, overMemory }: Awaited<ReturnType<typeof readMessage>>, session: SMTPServerSession, state: Live): Promise<string> {
     const fields = parseHeaders(message);
     const envelope = {
       mailFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
@@ -165,6 +201,9 @@ export function createInbound(ctx: InboundContext): SMTPServer {
 
     if (oversized) {
       return refuse(552, '5.3.4', `message exceeds the size limit of ${instance.limits.messageSize} bytes`);
+    }
+    if (overMemory) {
+      return refuse(452, '4.3.1', `Insufficient system storage: the MX is receiving as many messages as it holds at once (${MESSAGES_IN_MEMORY} of the size limit); try again later`);
     }
     // RFC 5321 section 2.3.8: lines end in CRLF. A bare LF or CR is how SMTP
     // smuggling hides a second message inside the first, so it is refused.
