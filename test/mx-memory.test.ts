@@ -28,6 +28,7 @@ let dns: DnsServer;
 let mta: ChildProcess;
 let api: string;
 let mxPort: number;
+let submissionPort: number;
 let messageSize: number;
 
 before(async () => {
@@ -40,6 +41,7 @@ before(async () => {
   messageSize = instance.limits.messageSize;
   api = `http://${host}:${ports.api}`;
   mxPort = ports.mx;
+  submissionPort = ports.submission;
   mta = startMta({ MTA_CONFIG: file, LAB_EMBEDDED: '1', MTA_DATA_DIR: join(work, 'data'), LAB_DNS: `127.0.2.53:${dns.port}` });
   await waitFor('the MTA answers', () => {
     assert.equal(mta.exitCode, null, 'the MTA exited while starting (its stderr says why)');
@@ -173,5 +175,29 @@ describe('many messages at once', () => {
     again.write('.\r\n');
     assert.equal((await again.read(50_000)).code, 250);
     assert.equal((await again.command('QUIT')).code, 221);
+  });
+});
+
+describe('submission', () => {
+  test('a logged-in user sending a message 40 times the size limit gets 552 5.3.4, and submission holds far less than it', { timeout: 60_000 }, async () => {
+    const { smtp } = await RawSmtp.open(host, submissionPort, '127.0.0.1');
+    assert.equal((await smtp.command('EHLO client.example')).code, 250);
+    assert.equal((await smtp.command(`AUTH PLAIN ${Buffer.from('\0alice@receiver.test\0alice-lab-password').toString('base64')}`)).code, 235);
+    assert.equal((await smtp.command('MAIL FROM:<alice@receiver.test>')).code, 250);
+    assert.equal((await smtp.command('RCPT TO:<bob@receiver.test>')).code, 250);
+    assert.equal((await smtp.command('DATA')).code, 354);
+    const size = 40 * messageSize;
+    const before = status('VmRSS');
+    writeFileSync(`/proc/${mta.pid}/clear_refs`, '5');
+    smtp.write('From: alice@receiver.test\r\nSubject: big\r\n\r\n');
+    const line = Buffer.from(`${'z'.repeat(1022)}\r\n`);
+    const chunk = Buffer.concat(Array.from({ length: 1024 }, () => line));
+    for (let sent = 0; sent < size; sent += chunk.length) smtp.write(chunk);
+    smtp.write('.\r\n');
+    const reply = await smtp.read(50_000);
+    assert.match(reply.text, /^552 5\.3\.4 /);
+    const peak = status('VmHWM') - before;
+    assert.ok(peak < size / 2, `submission grew by ${Math.round(peak / 2 ** 20)} MiB for a ${size / 2 ** 20} MiB message`);
+    assert.equal((await smtp.command('QUIT')).code, 221);
   });
 });

@@ -13,6 +13,7 @@ import { decide, replyText } from './decide.ts';
 import type { Forwarder, HeldForwards } from './forward.ts';
 import { headerValue, parseHeaders } from './headers.ts';
 import type { Instance } from './instance.ts';
+import { MESSAGES_IN_MEMORY, MessageMemory, type MessageData } from './message-data.ts';
 import { splitMailbox, type Delivery, type Maildir } from './maildir.ts';
 import { TranscriptKeeper, type SessionRecord, type SessionWriter, type Transaction } from './sessions.ts';
 import { mailFromRefusal, rcptToRefusal } from './smtputf8.ts';
@@ -53,14 +54,6 @@ const REFUSED_RECIPIENTS = 10;
 // adds one). Postfix refuses a message with more than 50 (hopcount_limit);
 // the RFC asks for a large threshold, and no real path has 50 hops.
 const MAX_HOPS = 50;
-
-// Messages are read into memory whole (verification and each Maildir copy
-// read them), each at most limits.messageSize. All sessions of one MX
-// process together may hold this many messages of that size: past it a
-// message is read and dropped, and gets 452 4.3.1, as a full disk would; the
-// client tries again later. 100 clients with 10 MiB each are 1 GiB, which a
-// classroom laptop does not have to spare.
-const MESSAGES_IN_MEMORY = 8;
 
 // Commands that move no mail. A client may send only so many between two
 // messages (DATA), then gets 421 and the connection is closed: otherwise one
@@ -131,46 +124,10 @@ export function createInbound(ctx: InboundContext): SMTPServer {
     };
   };
 
-  // The message is kept while it is within the size limit and the memory
-  // all sessions may hold; past either the rest is read and dropped, so
-  // that memory stays bounded whatever clients send (a 1 GB message without
-  // SIZE= was held whole). release() gives its share of memory back.
-  let inMemory = 0;
-  const memoryLimit = MESSAGES_IN_MEMORY * instance.limits.messageSize;
-  async function readMessage(stream: SMTPServerDataStream): Promise<{ message: Buffer; size: number; oversized: boolean; overMemory: boolean; release(): void }> {
-    const limit = instance.limits.messageSize;
-    let chunks: Buffer[] = [];
-    let kept = 0;
-    let size = 0;
-    let overMemory = false;
-    const release = () => {
-      inMemory -= kept;
-      kept = 0;
-    };
-    try {
-      for await (const chunk of stream as AsyncIterable<Buffer>) {
-        size += chunk.length;
-        if (overMemory || kept + chunk.length > limit) continue;
-        if (inMemory + chunk.length > memoryLimit) {
-          overMemory = true;
-          release();
-          chunks = [];
-          continue;
-        }
-        chunks.push(chunk);
-        kept += chunk.length;
-        inMemory += chunk.length;
-      }
-    } catch (error) {
-      release();
-      throw error;
-    }
-    // The first part of an oversized message stays: its header fields name it in the record.
-    return { message: Buffer.concat(chunks), size, oversized: size > limit || stream.sizeExceeded, overMemory, release };
-  }
+  const memory = new MessageMemory(instance.limits.messageSize);
 
   async function receive(stream: SMTPServerDataStream, session: SMTPServerSession, state: Live): Promise<string> {
-    const read = await readMessage(stream);
+    const read = await memory.read(stream);
     try {
       return await verifyAndStore(read, session, state);
     } finally {
@@ -178,7 +135,7 @@ export function createInbound(ctx: InboundContext): SMTPServer {
     }
   }
 
-  async function verifyAndStore({ message, size, oversized, overMemory }: Awaited<ReturnType<typeof readMessage>>, session: SMTPServerSession, state: Live): Promise<string> {
+  async function verifyAndStore({ message, size, oversized, overMemory }: MessageData, session: SMTPServerSession, state: Live): Promise<string> {
     const fields = parseHeaders(message);
     const envelope = {
       mailFrom: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
