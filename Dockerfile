@@ -16,7 +16,7 @@ ENV NODE_COMPILE_CACHE=/home/node/compile-cache
 # ... and once for every container, here: a new container starts with the cache
 # filled (an MTA listens after about 430 ms instead of 660), which is what `up`
 # waits for when four of them start at once.
-RUN node --input-type=module -e "for (const m of ['mta/mta.ts', 'mta/mx-workers.ts', 'mta/instance.ts', 'lib/config.ts', 'lib/log.ts', 'dns/server.ts', 'dns/control.ts']) await import('./services/' + m);"
+RUN node --input-type=module -e "for (const m of ['mta/mta.ts', 'mta/inbound/mx-workers.ts', 'mta/instance.ts', 'lib/config.ts', 'lib/log.ts', 'dns/server.ts', 'dns/control.ts']) await import('./services/' + m);"
 # compose.yaml sets a healthcheck per service (timing explained there); this one fits an MTA.
 HEALTHCHECK --interval=500ms --timeout=40s --retries=3 --start-period=10s CMD ["bash", "services/lib/health-check.sh", "http://127.0.0.1:8025/api/health"]
 CMD ["node", "services/mta/main.ts"]

@@ -10,11 +10,11 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { startApi } from '../services/mta/api.ts';
+import { startApi } from '../services/mta/api/api.ts';
 import { loadInstance } from '../services/mta/instance.ts';
-import { Maildir, type Folder } from '../services/mta/maildir.ts';
-import { Queue } from '../services/mta/queue.ts';
-import { SessionStore, type SessionRecord, type Transaction } from '../services/mta/sessions.ts';
+import { Maildir, type Folder } from '../services/mta/store/maildir.ts';
+import { Queue } from '../services/mta/outbound/queue.ts';
+import { SessionStore, type SessionRecord, type Transaction } from '../services/mta/store/sessions.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const count = Number(process.argv[2] ?? 10_000);

@@ -1,4 +1,4 @@
-// POST /api/direct (services/mta/direct.ts): the door through which the
+// POST /api/direct (services/mta/api/direct.ts): the door through which the
 // scenario runner sends direct: steps when the lab runs in Docker. The
 // instance speaks SMTP from its own address to the lab MX named, and nobody
 // but the machine that runs the lab can make it: no lab host, no web page,

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { dkimVerify } from 'mailauth/lib/dkim/verify.js';
 import { checkInstance } from '../services/mta/instance.ts';
-import { Signer } from '../services/mta/sign.ts';
+import { Signer } from '../services/mta/outbound/sign.ts';
 import { startLab, type LabMta, type TestLab } from './support/lab.ts';
 import { arrival, message, submit } from './support/mail.ts';
 import { requireTool } from './support/tools.ts';

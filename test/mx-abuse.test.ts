@@ -10,7 +10,7 @@ import { ATTACKER_HOST, deliver, recorded } from './support/mail.ts';
 import { RawSmtp, type Reply } from './support/smtp.ts';
 import { startLab, type LabMta, type TestLab } from './support/lab.ts';
 
-const REFUSED_RECIPIENTS = 10; // services/mta/inbound.ts
+const REFUSED_RECIPIENTS = 10; // services/mta/inbound/mx.ts
 
 let lab: TestLab;
 let receiver: LabMta;

@@ -12,13 +12,13 @@ import { pino } from 'pino';
 import { parse, stringify } from 'yaml';
 import { DnsServer } from '../services/dns/server.ts';
 import { loopbackTwin } from '../services/lib/addressing.ts';
-import { TRANSCRIPT_HEAD, TRANSCRIPT_TAIL, type SessionRecord, type SessionSummary } from '../services/mta/sessions.ts';
+import { TRANSCRIPT_HEAD, TRANSCRIPT_TAIL, type SessionRecord, type SessionSummary } from '../services/mta/store/sessions.ts';
 import { waitFor } from './support/mail.ts';
 import { instanceFile, startMta } from './support/processes.ts';
 import { RawSmtp } from './support/smtp.ts';
 
 const root = new URL('../', import.meta.url).pathname;
-const JUNK_LIMIT = 100; // services/mta/inbound.ts
+const JUNK_LIMIT = 100; // services/mta/inbound/mx.ts
 const client = '127.0.2.66'; // mta.attacker.test
 // A lab address no other test uses: another test file's MTA could take its ports.
 const host = loopbackTwin('192.0.2.150');
@@ -144,7 +144,7 @@ describe('one message', () => {
 });
 
 describe('many messages at once', () => {
-  const MESSAGES_IN_MEMORY = 8; // services/mta/inbound.ts
+  const MESSAGES_IN_MEMORY = 8; // services/mta/inbound/mx.ts
 
   test(`${MESSAGES_IN_MEMORY + 1} messages of 90% of the size limit at once: one gets 452 4.3.1, the others 250, and memory is given back`, { timeout: 60_000 }, async () => {
     const line = Buffer.from(`${'y'.repeat(1022)}\r\n`);

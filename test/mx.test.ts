@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { SessionStore } from '../services/mta/sessions.ts';
+import { SessionStore } from '../services/mta/store/sessions.ts';
 import { RawSmtp } from './support/smtp.ts';
 import { startLab, type TestLab } from './support/lab.ts';
 import { requireTool } from './support/tools.ts';

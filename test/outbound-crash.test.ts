@@ -19,7 +19,7 @@ import { parse, stringify } from 'yaml';
 import { startControl } from '../services/dns/control.ts';
 import { DnsServer } from '../services/dns/server.ts';
 import { loopbackTwin } from '../services/lib/addressing.ts';
-import { writeEntry } from '../services/mta/queue.ts';
+import { writeEntry } from '../services/mta/outbound/queue.ts';
 import { message, submit, waitFor } from './support/mail.ts';
 import { freePort } from './support/processes.ts';
 

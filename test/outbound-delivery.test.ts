@@ -8,7 +8,7 @@ import type { Server } from 'node:http';
 import { pino } from 'pino';
 import { startControl } from '../services/dns/control.ts';
 import type { Instance } from '../services/mta/instance.ts';
-import type { QueueEntry } from '../services/mta/queue.ts';
+import type { QueueEntry } from '../services/mta/outbound/queue.ts';
 import { startLab, type LabMta, type TestLab } from './support/lab.ts';
 import { api, arrival, header, message, submit, waitFor } from './support/mail.ts';
 

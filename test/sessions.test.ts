@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SessionStore, type SessionRecord, type Transaction } from '../services/mta/sessions.ts';
+import { SessionStore, type SessionRecord, type Transaction } from '../services/mta/store/sessions.ts';
 
 // File names start with the start time: the second orders the records.
 function session(id: string, second = 0): SessionRecord {

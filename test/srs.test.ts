@@ -1,7 +1,7 @@
 // SRS: the forwarder's envelope sender for a forwarded message, and the way back.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { srsForward, srsReverse } from '../services/mta/srs.ts';
+import { srsForward, srsReverse } from '../services/mta/outbound/srs.ts';
 
 const secret = 'lab-srs-secret';
 const now = Date.UTC(2026, 10, 28);

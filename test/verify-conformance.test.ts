@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { DnsServer } from '../services/dns/server.ts';
 import { LabResolver } from '../services/lib/resolver.ts';
 import { createLogger } from '../services/lib/log.ts';
-import { verify } from '../services/mta/verify.ts';
+import { verify } from '../services/mta/inbound/verify.ts';
 import { agrees, arcSuite, dkimpy, inBatches, rfc8463, stalwart, worldZones, type Check, type World } from './support/conformance.ts';
 
 const fixtures = (path: string) => new URL(`./fixtures/${path}`, import.meta.url).pathname;

@@ -1,7 +1,7 @@
 // npm run lab -- inbox [MAILBOX]: what arrived, and what each MTA decided.
 import { parseArgs } from 'node:util';
-import { splitMailbox } from '../../services/mta/maildir.ts';
-import type { SessionRecord, SessionSummary } from '../../services/mta/sessions.ts';
+import { splitMailbox } from '../../services/mta/store/maildir.ts';
+import type { SessionRecord, SessionSummary } from '../../services/mta/store/sessions.ts';
 import { getJson } from './api.ts';
 import { owner, type Lab } from './compose.ts';
 import { LabError } from './errors.ts';

@@ -1,7 +1,7 @@
 // What a receiving MTA decided about one message, in two lines a person can
 // read: the outcome and the checks, then why. From a transaction of a
 // session record (GET /api/sessions/:id).
-import type { Transaction } from '../../services/mta/sessions.ts';
+import type { Transaction } from '../../services/mta/store/sessions.ts';
 
 export function describe(t: Transaction, recipient: string): string[] {
   const { decision } = t;

@@ -1,6 +1,6 @@
 // A step's expectations against what the receiving MTA recorded: one check
 // per expectation, each with the expected and the actual value as text.
-import type { Transaction } from '../../services/mta/sessions.ts';
+import type { Transaction } from '../../services/mta/store/sessions.ts';
 import type { Stored } from './observe.ts';
 import type { DkimExpectation, Expect } from './schema.ts';
 import type { Reply } from './smtp.ts';

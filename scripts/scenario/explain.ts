@@ -3,8 +3,8 @@
 // its reason, the alignment of the authenticated domains with the From
 // domain, the policy and the decision.
 import type { Question } from '../../services/lib/resolver.ts';
-import { replyText } from '../../services/mta/decide.ts';
-import type { SessionRecord, Transaction } from '../../services/mta/sessions.ts';
+import { replyText } from '../../services/mta/inbound/decide.ts';
+import type { SessionRecord, Transaction } from '../../services/mta/store/sessions.ts';
 import { getJson } from '../lab/api.ts';
 import { oneWord } from './checks.ts';
 import { organizational, type ScenarioResult, type StepResult } from './run.ts';

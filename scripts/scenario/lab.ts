@@ -148,7 +148,7 @@ export async function composeLab(): Promise<Target> {
 
 // In Docker only the sending instance has its lab address: it speaks for the
 // runner, from that address to the MX's lab address, port 25, as between
-// real hosts (services/mta/direct.ts).
+// real hosts (services/mta/api/direct.ts).
 async function sendThrough(from: Mta, mx: Mx, envelope: Envelope, raw: Buffer): Promise<Reply> {
   const url = `${from.api}api/direct`;
   let response: Response;

@@ -1,7 +1,7 @@
 // What happened to a message at the MTA that received it, read from that
 // MTA's API: the session whose transaction carries the message's Message-ID
 // for the recipient, its decision, and the copy it stored.
-import type { SessionRecord, SessionSummary, Transaction } from '../../services/mta/sessions.ts';
+import type { SessionRecord, SessionSummary, Transaction } from '../../services/mta/store/sessions.ts';
 import { getJson } from '../lab/api.ts';
 import type { Mta } from './lab.ts';
 

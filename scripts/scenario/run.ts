@@ -2,8 +2,8 @@
 // finds the decision at the recipient's MTA and checks it. Scenarios run at
 // the same time, except those whose DNS changes touch names another one
 // uses: those wait for each other.
-import { splitMailbox } from '../../services/mta/maildir.ts';
-import type { QueueEntry } from '../../services/mta/queue.ts';
+import { splitMailbox } from '../../services/mta/store/maildir.ts';
+import type { QueueEntry } from '../../services/mta/outbound/queue.ts';
 import { getJson } from '../lab/api.ts';
 import { LabError } from '../lab/errors.ts';
 import { compare, type Check, type Outcome } from './checks.ts';

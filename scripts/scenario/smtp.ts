@@ -1,9 +1,9 @@
-// SMTP from the runner (services/mta/smtp-client.ts): a server that cannot
+// SMTP from the runner (services/mta/outbound/smtp-client.ts): a server that cannot
 // be reached is a situation the person running scenarios can fix.
-import { smtpSend as send, type SmtpSend, type Reply } from '../../services/mta/smtp-client.ts';
+import { smtpSend as send, type SmtpSend, type Reply } from '../../services/mta/outbound/smtp-client.ts';
 import { LabError } from '../lab/errors.ts';
 
-export type { Envelope, Reply } from '../../services/mta/smtp-client.ts';
+export type { Envelope, Reply } from '../../services/mta/outbound/smtp-client.ts';
 
 export async function smtpSend(o: SmtpSend): Promise<Reply> {
   try {

@@ -18,7 +18,7 @@ import { ConfigError, exitOnConfigError, readChoice, readEndpoint, readInteger, 
 import { createLogger } from '../lib/log.ts';
 import { loadInstance } from './instance.ts';
 import { startMta } from './mta.ts';
-import { runMxWorker } from './mx-workers.ts';
+import { runMxWorker } from './inbound/mx-workers.ts';
 
 function readConfig(env: NodeJS.ProcessEnv) {
   const file = env.MTA_CONFIG;

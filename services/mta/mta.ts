@@ -2,23 +2,23 @@
 // worker, and the API, over shared storage. The instance file says who it
 // is; the caller says where it listens and how lab addresses are reached.
 // Before anything loads mailauth: its signer must see the key cache.
-import './mailauth-keys.ts';
+import './inbound/mailauth-keys.ts';
 import { join } from 'node:path';
 import type { Endpoint } from '../lib/config.ts';
 import type { Logger } from '../lib/log.ts';
 import { LabResolver } from '../lib/resolver.ts';
-import { startApi } from './api.ts';
-import { DeliveryWorker, type Outbound } from './deliver.ts';
-import { Forwarder } from './forward.ts';
-import { createInbound } from './inbound.ts';
+import { startApi } from './api/api.ts';
+import { DeliveryWorker, type Outbound } from './outbound/deliver.ts';
+import { Forwarder } from './outbound/forward.ts';
+import { createInbound } from './inbound/mx.ts';
 import type { Instance } from './instance.ts';
 import { listen } from './listen.ts';
-import { Maildir } from './maildir.ts';
-import { startMxWorkers, type MxWorkers } from './mx-workers.ts';
-import { Queue } from './queue.ts';
-import { SessionStore, type SessionNote } from './sessions.ts';
-import { Signer } from './sign.ts';
-import { createSubmission } from './submission.ts';
+import { Maildir } from './store/maildir.ts';
+import { startMxWorkers, type MxWorkers } from './inbound/mx-workers.ts';
+import { Queue } from './outbound/queue.ts';
+import { SessionStore, type SessionNote } from './store/sessions.ts';
+import { Signer } from './outbound/sign.ts';
+import { createSubmission } from './outbound/submission.ts';
 
 export interface MtaOptions {
   instance: Instance;

@@ -8,7 +8,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { dkimSign, type DKIMSignOptions } from 'mailauth';
-import type { Envelope, Verdict } from '../../services/mta/verify.ts';
+import type { Envelope, Verdict } from '../../services/mta/inbound/verify.ts';
 import { zoneFiles } from './spf-suite.ts';
 
 export interface Check {

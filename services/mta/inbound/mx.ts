@@ -2,22 +2,22 @@
 // verified (SPF, DKIM, DMARC, ARC), decided on, and stored or refused; the
 // whole session is recorded. Data flows one way:
 // SMTP session -> message + envelope -> verify -> decide -> store or refuse -> record.
-import './command-lines.ts';
-import './reply-codes.ts';
+import '../smtp/command-lines.ts';
+import '../smtp/reply-codes.ts';
 import { format } from 'node:util';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
-import { labAddress } from '../lib/addressing.ts';
-import type { Logger } from '../lib/log.ts';
-import type { LabResolver } from '../lib/resolver.ts';
+import { labAddress } from '../../lib/addressing.ts';
+import type { Logger } from '../../lib/log.ts';
+import type { LabResolver } from '../../lib/resolver.ts';
 import { decide, replyText } from './decide.ts';
-import type { Forwarder, HeldForwards } from './forward.ts';
-import { headerValue, parseHeaders } from './headers.ts';
-import type { Instance } from './instance.ts';
-import { MESSAGES_IN_MEMORY, MessageMemory, type MessageData } from './message-data.ts';
-import { splitMailbox, type Delivery, type Maildir } from './maildir.ts';
-import { TranscriptKeeper, type SessionRecord, type SessionWriter, type Transaction } from './sessions.ts';
-import { mailFromRefusal, rcptToRefusal } from './smtputf8.ts';
-import { receivedHeader, traceHeaders, type TraceInfo } from './trace.ts';
+import type { Forwarder, HeldForwards } from '../outbound/forward.ts';
+import { headerValue, parseHeaders } from '../smtp/headers.ts';
+import type { Instance } from '../instance.ts';
+import { MESSAGES_IN_MEMORY, MessageMemory, type MessageData } from '../smtp/message-data.ts';
+import { splitMailbox, type Delivery, type Maildir } from '../store/maildir.ts';
+import { TranscriptKeeper, type SessionRecord, type SessionWriter, type Transaction } from '../store/sessions.ts';
+import { mailFromRefusal, rcptToRefusal } from '../smtp/smtputf8.ts';
+import { receivedHeader, traceHeaders, type TraceInfo } from '../smtp/trace.ts';
 import { verify } from './verify.ts';
 
 export interface InboundContext {

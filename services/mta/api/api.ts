@@ -20,19 +20,19 @@
 //   POST /api/direct                                        lab-only: one SMTP transaction from this instance's address (direct.ts)
 // Pages: ?limit= (default 50, at most 200); the answer's "next" is the ?before= of the following page.
 import type { Server } from 'node:http';
-import type { Endpoint } from '../lib/config.ts';
-import { HttpError, RawBody, startHttp } from '../lib/http.ts';
+import type { Endpoint } from '../../lib/config.ts';
+import { HttpError, RawBody, startHttp } from '../../lib/http.ts';
 import { htmlPage, MAIL_HTML_POLICY, messageParts } from './body.ts';
 import { LiveEvents } from './events.ts';
 import { sendDirect, type DirectContext } from './direct.ts';
-import type { Instance } from './instance.ts';
+import type { Instance } from '../instance.ts';
 import { recentQueries } from './lab-dns.ts';
-import type { Maildir } from './maildir.ts';
+import type { Maildir } from '../store/maildir.ts';
 import { folderPage, pageQuery, sessionPage } from './pages.ts';
-import type { Queue } from './queue.ts';
-import type { SessionStore } from './sessions.ts';
+import type { Queue } from '../outbound/queue.ts';
+import type { SessionStore } from '../store/sessions.ts';
 import { consoleFile } from './static.ts';
-import { parseHeaders } from './headers.ts';
+import { parseHeaders } from '../smtp/headers.ts';
 
 export interface ApiContext {
   instance: Instance;

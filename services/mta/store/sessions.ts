@@ -16,11 +16,11 @@
 import { closeSync, fdatasyncSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync } from 'node:fs';
 import { readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Question } from '../lib/resolver.ts';
-import type { Decision } from './decide.ts';
+import type { Question } from '../../lib/resolver.ts';
+import type { Decision } from '../inbound/decide.ts';
 import type { Delivery } from './maildir.ts';
-import type { Verdict } from './verify.ts';
-import type { Forwarded } from './forward.ts';
+import type { Verdict } from '../inbound/verify.ts';
+import type { Forwarded } from '../outbound/forward.ts';
 import { syncDirectory, syncFileData, writeAll } from './maildir.ts';
 
 export interface TranscriptLine {

@@ -5,10 +5,10 @@
 // summaries and the queue with the last look; it runs only while someone
 // listens.
 import type { ServerResponse } from 'node:http';
-import { Takeover } from '../lib/http.ts';
+import { Takeover } from '../../lib/http.ts';
 import { sessionRow } from './pages.ts';
-import type { Queue } from './queue.ts';
-import type { SessionStore } from './sessions.ts';
+import type { Queue } from '../outbound/queue.ts';
+import type { SessionStore } from '../store/sessions.ts';
 
 const TICK_MS = 250;
 const WATCHED = 50; // the newest sessions compared at each look

@@ -10,7 +10,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, unlinkSyn
 import { open, readFile, rename, unlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { syncDirectory } from './maildir.ts';
+import { syncDirectory } from '../store/maildir.ts';
 
 export type RecipientStatus = 'queued' | 'delivered' | 'failed';
 

@@ -3,9 +3,9 @@
 // what, the verdicts, the fate). The session store keeps its summaries in
 // memory; a page reads only its own records from disk, so the first page
 // costs about the same with 10 sessions as with 10,000.
-import { HttpError } from '../lib/http.ts';
-import type { Folder } from './maildir.ts';
-import type { SessionRecord, SessionStore, Transaction } from './sessions.ts';
+import { HttpError } from '../../lib/http.ts';
+import type { Folder } from '../store/maildir.ts';
+import type { SessionRecord, SessionStore, Transaction } from '../store/sessions.ts';
 
 const DEFAULT_LIMIT = 50;
 const MAX_LIMIT = 200;

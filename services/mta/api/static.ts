@@ -2,9 +2,9 @@
 // a policy that lets its pages run only their own scripts and styles, talk
 // only to this API and frame only this API's sandboxed mail pages.
 import { readFile } from 'node:fs/promises';
-import { HttpError, RawBody } from '../lib/http.ts';
+import { HttpError, RawBody } from '../../lib/http.ts';
 
-const DIR = new URL('./console/', import.meta.url);
+const DIR = new URL('../console/', import.meta.url);
 
 const TYPES: Record<string, string> = {
   html: 'text/html; charset=utf-8',

@@ -2,12 +2,12 @@
 // for: RSA and Ed25519, several signatures on one message, canonicalization
 // and signed header fields per selector. Keys are read once, at start, so a
 // missing key stops the instance instead of a message going out unsigned.
-import './mailauth-keys.ts';
+import '../inbound/mailauth-keys.ts';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { dkimSign } from 'mailauth/lib/dkim/sign.js';
-import { ConfigError } from '../lib/config.ts';
-import type { DkimSelector, Instance } from './instance.ts';
+import { ConfigError } from '../../lib/config.ts';
+import type { DkimSelector, Instance } from '../instance.ts';
 
 interface Signature extends DkimSelector {
   privateKey: Buffer;

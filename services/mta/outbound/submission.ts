@@ -4,23 +4,23 @@
 // queued durably before the 250. With `senders: own` a user sends only as
 // the address it logged in with or one of its aliases, in MAIL FROM and in
 // From:, and From: must name one author, read as the MX reads it (author.ts).
-import './command-lines.ts';
-import './reply-codes.ts';
+import '../smtp/command-lines.ts';
+import '../smtp/reply-codes.ts';
 import { domainToASCII } from 'node:url';
 import { dkimVerify } from 'mailauth';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
-import { labAddress } from '../lib/addressing.ts';
-import type { Logger } from '../lib/log.ts';
+import { labAddress } from '../../lib/addressing.ts';
+import type { Logger } from '../../lib/log.ts';
 import { AuthThrottle } from './auth-throttle.ts';
-import { checkAuthor, type Author } from './author.ts';
-import { headerValue, parseHeaders } from './headers.ts';
-import type { Instance } from './instance.ts';
-import { splitMailbox } from './maildir.ts';
-import { MESSAGES_IN_MEMORY, MessageMemory, type MessageData } from './message-data.ts';
+import { checkAuthor, type Author } from '../inbound/author.ts';
+import { headerValue, parseHeaders } from '../smtp/headers.ts';
+import type { Instance } from '../instance.ts';
+import { splitMailbox } from '../store/maildir.ts';
+import { MESSAGES_IN_MEMORY, MessageMemory, type MessageData } from '../smtp/message-data.ts';
 import type { Queue } from './queue.ts';
 import type { Signer } from './sign.ts';
-import { mailFromRefusal, rcptToRefusal } from './smtputf8.ts';
-import { receivedHeader, rfc5322Date } from './trace.ts';
+import { mailFromRefusal, rcptToRefusal } from '../smtp/smtputf8.ts';
+import { receivedHeader, rfc5322Date } from '../smtp/trace.ts';
 
 export interface SubmissionContext {
   instance: Instance;

@@ -8,15 +8,15 @@
 import cluster, { type Worker } from 'node:cluster';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { LabResolver } from '../lib/resolver.ts';
-import type { Logger } from '../lib/log.ts';
-import { Forwarder } from './forward.ts';
-import { createInbound } from './inbound.ts';
-import { listen } from './listen.ts';
-import { Maildir } from './maildir.ts';
-import type { MtaOptions } from './mta.ts';
-import { discardEntry, writeEntry, type Enqueue } from './queue.ts';
-import { SessionJournal, type SessionNote } from './sessions.ts';
+import { LabResolver } from '../../lib/resolver.ts';
+import type { Logger } from '../../lib/log.ts';
+import { Forwarder } from '../outbound/forward.ts';
+import { createInbound } from './mx.ts';
+import { listen } from '../listen.ts';
+import { Maildir } from '../store/maildir.ts';
+import type { MtaOptions } from '../mta.ts';
+import { discardEntry, writeEntry, type Enqueue } from '../outbound/queue.ts';
+import { SessionJournal, type SessionNote } from '../store/sessions.ts';
 
 const RESTART_DELAY_MS = 1000; // a worker that dies at once is not restarted in a tight loop
 const STOP_TIMEOUT_MS = 10_000;
@@ -41,7 +41,7 @@ export interface Heard {
 // In the first process: starts `count` workers (each runs main.ts again) and
 // resolves once all listen. A worker that ends unexpectedly is replaced.
 export async function startMxWorkers(count: number, heard: Heard, log: Logger): Promise<MxWorkers> {
-  cluster.setupPrimary({ exec: fileURLToPath(new URL('./main.ts', import.meta.url)) });
+  cluster.setupPrimary({ exec: fileURLToPath(new URL('../main.ts', import.meta.url)) });
   const workers = new Set<Worker>();
   const listening = new Set<Worker>();
   let stopping = false;

@@ -3,7 +3,7 @@
 // status per recipient, and the original message's header.
 import { randomBytes } from 'node:crypto';
 import type { QueueEntry, QueueRecipient } from './queue.ts';
-import { rfc5322Date } from './trace.ts';
+import { rfc5322Date } from '../smtp/trace.ts';
 
 export function bounceMessage(hostname: string, entry: QueueEntry, failed: QueueRecipient[], original: Buffer, now = new Date()): Buffer {
   const boundary = `=_bounce_${randomBytes(8).toString('hex')}`;

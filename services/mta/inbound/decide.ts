@@ -6,7 +6,7 @@
 // to vouch for mail they forward. A temporary DNS failure never ends in a
 // permanent refusal: when the failed lookup could have changed the outcome,
 // the message is deferred with the code the check's RFC names.
-import type { Instance } from './instance.ts';
+import type { Instance } from '../instance.ts';
 import type { Verdict } from './verify.ts';
 
 export type Disposition = 'inbox' | 'junk' | 'reject' | 'defer';

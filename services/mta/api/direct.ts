@@ -17,11 +17,11 @@
 // need a preflight, which this API never grants), and no Origin.
 import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
-import { isLabAddress, LAB_PREFIX, labAddress } from '../lib/addressing.ts';
-import { HttpError, readJson } from '../lib/http.ts';
-import type { Outbound } from './deliver.ts';
-import type { Instance } from './instance.ts';
-import { smtpSend, type Envelope, type Reply } from './smtp-client.ts';
+import { isLabAddress, LAB_PREFIX, labAddress } from '../../lib/addressing.ts';
+import { HttpError, readJson } from '../../lib/http.ts';
+import type { Outbound } from '../outbound/deliver.ts';
+import type { Instance } from '../instance.ts';
+import { smtpSend, type Envelope, type Reply } from '../outbound/smtp-client.ts';
 
 const LAB_GATEWAY = `${LAB_PREFIX}1`;
 

@@ -1,7 +1,7 @@
 // The lab DNS's recent queries, asked of its control endpoint on the
 // console's behalf, so that a browser needs to reach only this API.
-import type { Endpoint } from '../lib/config.ts';
-import { HttpError } from '../lib/http.ts';
+import type { Endpoint } from '../../lib/config.ts';
+import { HttpError } from '../../lib/http.ts';
 
 const TIMEOUT_MS = 2000;
 

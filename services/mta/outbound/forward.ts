@@ -10,8 +10,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sealMessage } from 'mailauth';
-import type { Logger } from '../lib/log.ts';
-import type { Instance, MailingList } from './instance.ts';
+import type { Logger } from '../../lib/log.ts';
+import type { Instance, MailingList } from '../instance.ts';
 import type { Enqueue, QueueEntry } from './queue.ts';
 import { srsForward, srsReverse } from './srs.ts';
 

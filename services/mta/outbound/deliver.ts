@@ -5,11 +5,11 @@
 // recipient ends delivered, failed (5xx: a bounce to the envelope sender) or
 // waits for a retry with exponential backoff (4xx, no MX reachable).
 import { createTransport } from 'nodemailer';
-import { isLabAddress, LAB_PREFIX } from '../lib/addressing.ts';
-import type { Logger } from '../lib/log.ts';
-import type { LabResolver, RecordShape } from '../lib/resolver.ts';
+import { isLabAddress, LAB_PREFIX } from '../../lib/addressing.ts';
+import type { Logger } from '../../lib/log.ts';
+import type { LabResolver, RecordShape } from '../../lib/resolver.ts';
 import { bounceMessage } from './bounce.ts';
-import type { Instance } from './instance.ts';
+import type { Instance } from '../instance.ts';
 import type { Queue, QueueEntry, QueueRecipient } from './queue.ts';
 
 // How lab addresses are reached from where this process runs (DESIGN.md: the

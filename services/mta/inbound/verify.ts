@@ -6,9 +6,9 @@
 import './mailauth-keys.ts';
 import { createPublicKey } from 'node:crypto';
 import { authenticate } from 'mailauth';
-import type { LabResolver, Question } from '../lib/resolver.ts';
+import type { LabResolver, Question } from '../../lib/resolver.ts';
 import { checkAuthor, skippedWhy, type Author } from './author.ts';
-import { parseHeaders } from './headers.ts';
+import { parseHeaders } from '../smtp/headers.ts';
 
 export interface CheckResult {
   result: string; // pass, fail, softfail, neutral, none, temperror, permerror, policy
