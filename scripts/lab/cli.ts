@@ -20,6 +20,7 @@ const commands: Record<string, () => Promise<Command>> = {
   send: () => import('./send.ts'),
   lookup: () => import('./lookup.ts'),
   inbox: () => import('./inbox.ts'),
+  class: () => import('./class.ts'),
 };
 
 export async function main(argv: string[]): Promise<number> {
