@@ -69,22 +69,26 @@ function readService(name: string, spec: Doc, dataDir: string, file: string): La
   // Node runs the service here as it does in the container, but this Node.
   const command = (spec.command as string[]).map((word, i) => (i === 0 && word === 'node' ? process.execPath : word));
 
-  // What lives in a volume in the container lives under the data directory here.
-  const mounts = ((spec.volumes ?? []) as string[]).map((v) => v.split(':')[1]).filter(Boolean);
+  // What lives in a volume in the container lives under the data directory
+  // here; a directory of the project mounted into it (./classroom) is that directory.
+  const mounts = ((spec.volumes ?? []) as string[]).map((v) => {
+    const [source, target] = v.split(':');
+    return { target, host: /^\.{0,2}\//.test(source) ? join(root, source) : undefined };
+  });
   const ports: Port[] = [];
   const udp = new Set(((spec.ports ?? []) as string[]).filter((p) => p.endsWith('/udp')).map((p) => Number(p.split(':').at(-1)!.split('/')[0])));
   const env: Record<string, string> = {};
   for (const [key, raw] of Object.entries(spec.environment ?? {})) {
     const value = String(raw);
     const listen = /^0\.0\.0\.0:(\d+)$/.exec(value);
-    const mount = mounts.find((m) => value === m || value.startsWith(`${m}/`));
+    const mount = mounts.find((m) => value === m.target || value.startsWith(`${m.target}/`));
     if (listen) {
       // "listen on every address" in a container is "listen on the twin" here.
       const port = embeddedPort(Number(listen[1]));
       env[key] = `${address}:${port}`;
       ports.push({ name: key.replace(/_LISTEN$/, '').split('_').at(-1)!.toLowerCase(), port, container: Number(listen[1]), udp: udp.has(Number(listen[1])) });
     } else if (mount) {
-      env[key] = join(dataDir, name, value.slice(mount.length));
+      env[key] = join(mount.host ?? join(dataDir, name), value.slice(mount.target.length));
     } else {
       env[key] = value;
     }

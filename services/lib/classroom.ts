@@ -214,7 +214,8 @@ export function issueCredentials(dir: string, reset: string[] | 'all' = []): { c
   }
   // Students no longer in the class file lose their credential.
   const temporary = `${file}.tmp`;
-  writeFileSync(temporary, `${JSON.stringify({ version: 1, hashes } satisfies Credentials, null, 2)}\n`, { mode: 0o600 });
+  // Readable by the services' user in the containers: hashes of 120 random bits reveal nothing.
+  writeFileSync(temporary, `${JSON.stringify({ version: 1, hashes } satisfies Credentials, null, 2)}\n`, { mode: 0o644 });
   renameSync(temporary, file);
   return { classFile, issued };
 }
