@@ -3,7 +3,7 @@
 // endpoint, translated to its loopback twin. compose.yaml and the instance
 // files it names are the only description of the lab; nothing is repeated here.
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parse } from 'yaml';
 import { embeddedPort, loopbackTwin } from '../../services/lib/addressing.ts';
 import type { Endpoint } from '../../services/lib/config.ts';
@@ -47,7 +47,7 @@ type Doc = Record<string, any>;
 export function readLab(dataDir = defaultDataDir, file = composeFile): Lab {
   let doc: Doc;
   try {
-    doc = parse(readFileSync(file, 'utf8'), { merge: true });
+    doc = readComposeFile(file);
   } catch (error) {
     throw new LabError(`${file}: ${(error as Error).message}`);
   }
@@ -56,6 +56,13 @@ export function readLab(dataDir = defaultDataDir, file = composeFile): Lab {
   const dnsAddress = Object.values<Doc>(doc.services).find((s) => s.dns)?.dns;
   if (!dnsAddress) throw new LabError(`${file}: no service names the lab DNS (dns: [192.0.2.53])`);
   return { mode: 'embedded', services, dns: { host: loopbackTwin([dnsAddress].flat()[0]), port: embeddedPort(53) } };
+}
+
+// compose.yaml as Compose reads it: ${NAME} and ${NAME:-default} replaced
+// from the environment (LAB_PUBLISH, LAB_CLASS), then parsed.
+export function readComposeFile(file: string): Doc {
+  const text = readFileSync(file, 'utf8').replace(/\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}/g, (_, name: string, fallback = '') => process.env[name] || fallback);
+  return parse(text, { merge: true });
 }
 
 function readService(name: string, spec: Doc, dataDir: string, file: string): LabService {
@@ -73,7 +80,7 @@ function readService(name: string, spec: Doc, dataDir: string, file: string): La
   // here; a directory of the project mounted into it (./classroom) is that directory.
   const mounts = ((spec.volumes ?? []) as string[]).map((v) => {
     const [source, target] = v.split(':');
-    return { target, host: /^\.{0,2}\//.test(source) ? join(root, source) : undefined };
+    return { target, host: /^\.{0,2}\//.test(source) ? resolve(root, source) : undefined };
   });
   const ports: Port[] = [];
   const udp = new Set(((spec.ports ?? []) as string[]).filter((p) => p.endsWith('/udp')).map((p) => Number(p.split(':').at(-1)!.split('/')[0])));

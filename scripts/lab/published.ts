@@ -6,8 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parse } from 'yaml';
-import { composeFile, readLab, root, type Lab, type LabService } from './compose.ts';
+import { composeFile, readComposeFile, readLab, root, type Lab, type LabService } from './compose.ts';
 import { composeCommand } from './compose-command.ts';
 import { LabError, START_HINT } from './errors.ts';
 
@@ -49,7 +48,7 @@ export function publishedLab(lab: Lab, file = composeFile): Lab {
 
 // service -> container port -> host port, from "127.0.0.1:HOST:CONTAINER[/udp]".
 function publishedPorts(file: string): Map<string, Map<number, number>> {
-  const doc = parse(readFileSync(file, 'utf8'), { merge: true });
+  const doc = readComposeFile(file);
   const result = new Map<string, Map<number, number>>();
   for (const [name, spec] of Object.entries<{ ports?: string[] }>(doc.services ?? {})) {
     const ports = new Map<number, number>();
