@@ -21,6 +21,7 @@ const commands: Record<string, () => Promise<Command>> = {
   lookup: () => import('./lookup.ts'),
   inbox: () => import('./inbox.ts'),
   class: () => import('./class.ts'),
+  zone: () => import('./zone.ts'),
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -62,11 +62,13 @@ export interface Zone {
 export class ZoneSyntaxError extends Error {
   file: string;
   line: number;
+  reason: string; // the message without file:line
   constructor(file: string, line: number, message: string) {
     super(`${file}:${line}: ${message}`);
     this.name = 'ZoneSyntaxError';
     this.file = file;
     this.line = line;
+    this.reason = message;
   }
 }
 
@@ -232,11 +234,41 @@ export function splitTxt(strings: Buffer[]): Buffer[] {
 }
 
 export function parseZoneFile(text: string, file: string, defaultOrigin?: string): Zone {
-  let origin = defaultOrigin === undefined ? undefined : normalizeName(defaultOrigin);
-  let defaultTtl: number | undefined;
+  const { records, faults } = parseRecords(text, file, { origin: defaultOrigin });
+  return checkZone(file, records, faults);
+}
+
+export type LineRecord = ZoneRecord & { line: number };
+
+// A name and a type written without data ("_dmarc TXT"): what a deletion of
+// every record of that type at that name says (parseRecords with bareTypes).
+export interface BareType {
+  name: string;
+  type: RecordType;
+  line: number;
+}
+
+export interface FaultText {
+  line: number;
+  text: string;
+  origin: string | undefined;
+}
+
+export interface RecordsOptions {
+  origin?: string; // $ORIGIN until the text sets one
+  ttl?: number; // $TTL until the text sets one
+  bareTypes?: boolean; // take "<name> <TYPE>" without data (returned apart)
+}
+
+// The records of a master file in the order written, each with its line;
+// no check across records (parseZoneFile's checkZone does those).
+export function parseRecords(text: string, file: string, options: RecordsOptions = {}): { records: LineRecord[]; faults: FaultText[]; bare: BareType[] } {
+  let origin = options.origin === undefined ? undefined : normalizeName(options.origin);
+  let defaultTtl = options.ttl;
   let owner: string | undefined;
-  const records: ZoneRecord[] = [];
-  const faultTexts: { line: number; text: string; origin: string | undefined }[] = [];
+  const records: LineRecord[] = [];
+  const bare: BareType[] = [];
+  const faultTexts: FaultText[] = [];
 
   for (const entry of tokenize(text, file)) {
     const fail: Fail = (message, line = entry.line) => {
@@ -293,16 +325,19 @@ export function parseZoneFile(text: string, file: string, defaultOrigin?: string
     if (!RECORD_TYPES.includes(type)) {
       fail(`unsupported record type "${typeToken.text}" (expected one of ${RECORD_TYPES.join(', ')})`, typeToken.line);
     }
+    if (options.bareTypes && at === tokens.length) {
+      bare.push({ name: owner as string, type, line: entry.line });
+      continue;
+    }
     const record = buildRdata(type, tokens.slice(at), (token, what) => absoluteName(token, what, origin, fail, true), fail);
     if (ttl === undefined) {
       // RFC 2308: without $TTL the SOA minimum is the default.
       ttl = defaultTtl ?? (record.type === 'SOA' ? record.minimum : undefined);
       if (ttl === undefined) fail('record has no TTL and no $TTL was given');
     }
-    records.push({ ...record, name: owner as string, ttl: ttl as number, line: entry.line } as ZoneRecord & { line: number });
+    records.push({ ...record, name: owner as string, ttl: ttl as number, line: entry.line } as LineRecord);
   }
-
-  return checkZone(file, records as (ZoneRecord & { line: number })[], faultTexts);
+  return { records, faults: faultTexts, bare };
 }
 
 type Fail = (message: string, line?: number) => never;
@@ -392,11 +427,7 @@ function buildRdata(type: RecordType, rdata: Token[], absolute: (token: Token | 
   }
 }
 
-function checkZone(
-  file: string,
-  records: (ZoneRecord & { line: number })[],
-  faultTexts: { line: number; text: string; origin: string | undefined }[],
-): Zone {
+function checkZone(file: string, records: LineRecord[], faultTexts: FaultText[]): Zone {
   const soas = records.filter((r) => r.type === 'SOA');
   if (soas.length === 0) throw new ZoneSyntaxError(file, 1, 'the zone has no SOA record');
   if (soas.length > 1) throw new ZoneSyntaxError(file, soas[1].line, 'a second SOA record (a zone has exactly one)');

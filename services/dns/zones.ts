@@ -1,7 +1,8 @@
-// The data the server answers from: every zone file of a directory, plus the
-// temporary overrides that scenarios set through the control endpoint. Any
-// change (a file edit, an override) builds a fresh index and bumps the
-// generation, which tells the response cache to forget what it encoded.
+// The data the server answers from: every zone file of a directory, the
+// zones kept elsewhere (the students', student-zones.ts), plus the temporary
+// overrides that scenarios set through the control endpoint. Any change (a
+// file edit, a student's edit, an override) builds a fresh index and bumps
+// the generation, which tells the response cache to forget what it encoded.
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseZoneFile, type Fault, type RecordType, type Zone, type ZoneRecord } from './zone-file.ts';
@@ -48,7 +49,8 @@ export function loadZoneDir(dir: string): Zone[] {
   return zones;
 }
 
-function rdataKey({ name: _name, ttl: _ttl, ...rdata }: ZoneRecord): string {
+// A record's data, to compare records whatever their owner and TTL.
+export function rdataKey({ name: _name, ttl: _ttl, ...rdata }: ZoneRecord): string {
   return JSON.stringify(rdata, (_key, value) => (value?.type === 'Buffer' ? Buffer.from(value.data).toString('hex') : value));
 }
 
@@ -65,16 +67,30 @@ function deepestZone(index: Map<string, IndexedZone>, name: string): IndexedZone
 export class ZoneSet {
   generation = 0;
   private files: Zone[] = [];
+  private kept = new Map<string, Zone>(); // by origin: zones that are not files of the directory
   private overrides = new Map<string, Override>();
   private index = new Map<string, IndexedZone>();
 
   replaceFiles(zones: Zone[]): void {
+    const clash = zones.find((z) => this.kept.has(z.origin));
+    if (clash) throw new Error(`${clash.file}: zone ${clash.origin} is a student's zone (${this.kept.get(clash.origin)!.file})`);
     this.files = zones;
     this.rebuild();
   }
 
+  // Zones that are not files of the directory (the students'), added or
+  // replaced; served from the next query on.
+  setZones(zones: Zone[]): void {
+    for (const zone of zones) {
+      const clash = this.files.find((z) => z.origin === zone.origin);
+      if (clash) throw new Error(`zone ${zone.origin} is already loaded from ${clash.file}`);
+    }
+    for (const zone of zones) this.kept.set(zone.origin, zone);
+    this.rebuild();
+  }
+
   get zones(): Zone[] {
-    return this.files;
+    return this.kept.size ? [...this.files, ...this.kept.values()] : this.files;
   }
 
   listOverrides(): Override[] {
@@ -119,7 +135,8 @@ export class ZoneSet {
 
   private rebuild(): void {
     const index = new Map<string, IndexedZone>();
-    for (const zone of this.files) {
+    const zones = this.zones;
+    for (const zone of zones) {
       index.set(zone.origin, {
         origin: zone.origin,
         file: zone.file,
@@ -141,7 +158,7 @@ export class ZoneSet {
     };
     // A record belongs to the deepest zone that holds its name, so a zone file
     // for a parent never shadows a child zone's file.
-    for (const zone of this.files) {
+    for (const zone of zones) {
       for (const record of zone.records) {
         const owner = zoneOf(record.name);
         if (owner) add(owner, record);

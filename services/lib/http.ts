@@ -22,9 +22,11 @@ const KEEP_ALIVE_TIMEOUT_MS = 5_000; // idle between requests
 
 export class HttpError extends Error {
   status: number;
-  constructor(status: number, message: string) {
+  headers: Record<string, string>; // further header fields of the answer (Retry-After)
+  constructor(status: number, message: string, headers: Record<string, string> = {}) {
     super(message);
     this.status = status;
+    this.headers = headers;
   }
 }
 
@@ -66,7 +68,7 @@ export function startHttp(listen: Endpoint, names: string[], handler: Handler): 
       // Nothing thrown here may escape: an exception outside the handler's
       // promise would end the process.
       answer(request, names, handler).then(
-        ({ status, body }) => send(response, status, body),
+        ({ status, body, headers }) => send(response, status, body, headers),
         () => response.destroy(), // the answer itself failed half-way: nothing sensible left to say
       );
     },
@@ -80,12 +82,12 @@ export function startHttp(listen: Endpoint, names: string[], handler: Handler): 
   });
 }
 
-export async function readJson(request: IncomingMessage): Promise<unknown> {
+export async function readJson(request: IncomingMessage, maxBytes = MAX_BODY): Promise<unknown> {
   let size = 0;
   const chunks: Buffer[] = [];
   for await (const chunk of request) {
     size += chunk.length;
-    if (size > MAX_BODY) throw new HttpError(413, `body larger than ${MAX_BODY} bytes`);
+    if (size > maxBytes) throw new HttpError(413, `body larger than ${maxBytes} bytes`);
     chunks.push(chunk);
   }
   try {
@@ -95,7 +97,7 @@ export async function readJson(request: IncomingMessage): Promise<unknown> {
   }
 }
 
-async function answer(request: IncomingMessage, names: string[], handler: Handler): Promise<{ status: number; body: unknown }> {
+async function answer(request: IncomingMessage, names: string[], handler: Handler): Promise<{ status: number; body: unknown; headers?: Record<string, string> }> {
   try {
     const url = parseUrl(request.url);
     checkHost(request.headers.host, names);
@@ -103,7 +105,7 @@ async function answer(request: IncomingMessage, names: string[], handler: Handle
   } catch (error) {
     // A URIError is a malformed percent-encoding in the request (decodeURIComponent).
     const status = error instanceof HttpError ? error.status : error instanceof URIError ? 400 : 500;
-    return { status, body: { error: (error as Error).message } };
+    return { status, body: { error: (error as Error).message }, headers: error instanceof HttpError ? error.headers : undefined };
   }
 }
 
@@ -155,10 +157,11 @@ function refuseUnparsable(error: NodeJS.ErrnoException, socket: Socket): void {
   socket.end(`HTTP/1.1 ${status} ${reason}\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(text)}\r\nconnection: close\r\n\r\n${text}`);
 }
 
-function send(response: ServerResponse, status: number, body: unknown): void {
+function send(response: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
   if (body instanceof Takeover) return body.answer(response);
   // Never let a browser guess a type: a message or a JSON value is not a page.
   response.setHeader('x-content-type-options', 'nosniff');
+  for (const [name, value] of Object.entries(headers)) response.setHeader(name, value);
   if (body instanceof RawBody) {
     response.writeHead(status, { ...body.headers, 'content-type': body.contentType, 'content-length': body.body.length });
     response.end(body.body);
