@@ -10,10 +10,13 @@
 //                 DNS view)                          default: the DNS host, port 8053
 //   MTA_MX_WORKERS  processes for the MX (1 to 16); more than 1 uses that many
 //                 cores for verifying (mx-workers.ts)                default 1
+//   LAB_CLASS_DIR the class directory (class.yaml, credentials.json): with a
+//                 class file, classroom mode (services/lib/classroom.ts)  default: none
 import cluster from 'node:cluster';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { embeddedPort, loopbackTwin } from '../lib/addressing.ts';
+import { ClassError, loadClass } from '../lib/classroom.ts';
 import { ConfigError, exitOnConfigError, readChoice, readEndpoint, readInteger, readString } from '../lib/config.ts';
 import { createLogger } from '../lib/log.ts';
 import { loadInstance } from './instance.ts';
@@ -54,7 +57,18 @@ function readConfig(env: NodeJS.ProcessEnv) {
     dns,
     dnsControl: env.LAB_DNS_CONTROL ? readEndpoint(env, 'LAB_DNS_CONTROL', '') : undefined, // else the DNS host, port 8053
     tls: { key: certificate(`${instance.hostname}.key`), cert: certificate(`${instance.hostname}.pem`), ca: certificate('ca.pem') },
+    classroom: readClass(env.LAB_CLASS_DIR),
   };
+}
+
+// A wrong class file stops the MTA with its file:line message.
+function readClass(dir: string | undefined) {
+  try {
+    return loadClass(dir);
+  } catch (error) {
+    if (error instanceof ClassError) throw new ConfigError(error.message);
+    throw error;
+  }
 }
 
 let config: ReturnType<typeof readConfig>;

@@ -4,6 +4,7 @@
 // Before anything loads mailauth: its signer must see the key cache.
 import './inbound/mailauth-keys.ts';
 import { join } from 'node:path';
+import { SUBMISSION_AT, type Classroom } from '../lib/classroom.ts';
 import type { Endpoint } from '../lib/config.ts';
 import type { Logger } from '../lib/log.ts';
 import { LabResolver } from '../lib/resolver.ts';
@@ -19,6 +20,8 @@ import { Queue } from './outbound/queue.ts';
 import { SessionStore, type SessionNote } from './store/sessions.ts';
 import { Signer } from './outbound/sign.ts';
 import { createSubmission } from './outbound/submission.ts';
+import { studentMailboxes } from './classroom/mailboxes.ts';
+import { StudentKeys } from './classroom/student-keys.ts';
 
 export interface MtaOptions {
   instance: Instance;
@@ -33,6 +36,7 @@ export interface MtaOptions {
   dnsControl?: Endpoint; // the lab DNS's control endpoint (query log for the console); default: the DNS host, port 8053
   tls: { key: Buffer; cert: Buffer; ca: Buffer }; // ca: the lab CA, which signed every lab certificate
   log: Logger;
+  classroom?: Classroom; // classroom mode: the class in LAB_CLASS_DIR
 }
 
 export interface RunningMta {
@@ -50,7 +54,11 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
   const resolver = new LabResolver(options.dns);
   const maildir = new Maildir(join(options.dataDir, 'mail'), instance.hostname);
   const sessions = new SessionStore(join(options.dataDir, 'sessions'), instance.sessionsKept);
-  const signer = new Signer(instance, options.keyDir);
+  // Classroom mode: the students log in, make DKIM keys and submit at the sender.
+  const { classroom } = options;
+  const atSender = classroom && instance.name === SUBMISSION_AT ? classroom : undefined;
+  const studentKeys = atSender && new StudentKeys(atSender, join(options.dataDir, 'classroom', 'dkim'));
+  const signer = new Signer(instance, options.keyDir, studentKeys);
   // Before anything delivers: the MX workers are not started yet.
   const partial = await maildir.cleanTemporary();
   if (partial.length) log.warn({ files: partial }, `removed ${partial.length} partial Maildir ${partial.length === 1 ? 'copy' : 'copies'} from tmp/, left by a delivery the MTA did not finish (crash or kill); the client was not told 250 for them`);
@@ -78,17 +86,17 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
     };
     mx = await startMxWorkers(options.mxWorkers!, heard, log);
   } else {
-    const server = createInbound({ instance, resolver, maildir, sessions, forwarder, queued: () => worker.kick(), closing, log, tls: options.tls });
+    const server = createInbound({ instance, resolver, maildir, sessions, forwarder, queued: () => worker.kick(), closing, log, tls: options.tls, studentMailboxes: studentMailboxes(instance, classroom) });
     const port = await listen(server, options.mx);
     mx = { port, listening: () => 1, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
   }
-  const submission = createSubmission({ instance, queue, signer, log, tls: options.tls, queued: () => worker.kick() });
+  const submission = createSubmission({ instance, queue, signer, log, tls: options.tls, queued: () => worker.kick(), classroom: atSender });
   await listen(submission, options.submission);
   const dnsControl = options.dnsControl ?? { host: options.dns.host, port: 8053 };
   const workers = options.mxWorkers ?? 1;
   const mxWorkers = workers > 1 ? () => ({ listening: mx.listening(), of: workers }) : undefined;
   const direct = { instance, outbound: options.outbound, ca: options.tls.ca };
-  const api = await startApi(options.api, { instance, maildir, sessions, queue, dnsControl, direct, mxWorkers });
+  const api = await startApi(options.api, { instance, maildir, sessions, queue, dnsControl, direct, mxWorkers, classroom: classroom && { classroom, keys: studentKeys } });
   worker.start();
   const port = (server: { address(): unknown }) => (server.address() as { port: number }).port;
   const running = { mxPort: mx.port, submissionPort: port(submission.server), apiPort: port(api) };

@@ -10,6 +10,8 @@ import { pino } from 'pino';
 import { loopbackTwin } from '../../services/lib/addressing.ts';
 import { startControl } from '../../services/dns/control.ts';
 import { DnsServer } from '../../services/dns/server.ts';
+import { StudentZones } from '../../services/dns/student-zones.ts';
+import type { Classroom } from '../../services/lib/classroom.ts';
 import { loadInstance, type Instance } from '../../services/mta/instance.ts';
 import { startMta, type RunningMta } from '../../services/mta/mta.ts';
 
@@ -29,11 +31,16 @@ export interface TestLab {
   close(): Promise<void>;
 }
 
-export async function startLab(zoneDir = join(root, 'dns-zone')): Promise<TestLab> {
+export interface LabOptions {
+  classroom?: Classroom; // classroom mode (services/lib/classroom.ts), as LAB_CLASS_DIR gives it: the DNS serves the students' zones
+}
+
+export async function startLab(zoneDir = join(root, 'dns-zone'), options: LabOptions = {}): Promise<TestLab> {
   const dns = new DnsServer({ listen: { host: '127.0.2.53', port: 0 }, zoneDir, logger: silent });
   await dns.start();
-  const control = await startControl(dns, { host: '127.0.2.53', port: 0 }, silent); // its query log feeds the console
   const dataDir = mkdtempSync(join(tmpdir(), 'lab-test-'));
+  const students = options.classroom && (await StudentZones.open(options.classroom, join(dataDir, 'dns'), dns.zones, silent));
+  const control = await startControl(dns, { host: '127.0.2.53', port: 0 }, silent, students); // its query log feeds the console
   const running = new Map<string, RunningMta>(); // by instance name
   // The ports each instance got the first time, by instance name.
   const ports = new Map<string, { mx: number; submission: number; api: number }>();
@@ -64,6 +71,7 @@ export async function startLab(zoneDir = join(root, 'dns-zone')): Promise<TestLa
         },
         tls: certificates(instance.hostname),
         log: silent,
+        classroom: options.classroom,
       });
       running.set(instance.name, mta);
       ports.set(instance.name, { mx: mta.mxPort, submission: mta.submissionPort, api: mta.apiPort });

@@ -19,6 +19,12 @@
 //   GET /  and  /console/:file                              the web console
 //   POST /api/direct                                        lab-only: one SMTP transaction from this instance's address (direct.ts)
 // Pages: ?limit= (default 50, at most 200); the answer's "next" is the ?before= of the following page.
+//
+// In classroom mode (a class in LAB_CLASS_DIR) every route but the console's
+// files, /api/health and POST /api/login needs a credential or a login
+// (classroom/logins.ts), a student sees only what is theirs
+// (classroom/scope.ts), and the classroom's own routes are open
+// (classroom/routes.ts): logins, the student's zone, DKIM keys.
 import type { Server } from 'node:http';
 import type { Endpoint } from '../../lib/config.ts';
 import { HttpError, RawBody, startHttp } from '../../lib/http.ts';
@@ -33,6 +39,10 @@ import type { Queue } from '../outbound/queue.ts';
 import type { SessionStore } from '../store/sessions.ts';
 import { consoleFile } from './static.ts';
 import { parseHeaders } from '../smtp/headers.ts';
+import { MAILBOXES_AT } from '../../lib/classroom.ts';
+import { Logins, type Caller } from '../classroom/logins.ts';
+import { classroomRoute, type ClassroomContext } from '../classroom/routes.ts';
+import { EVERYONE, Scope } from '../classroom/scope.ts';
 
 export interface ApiContext {
   instance: Instance;
@@ -42,17 +52,36 @@ export interface ApiContext {
   dnsControl: Endpoint; // the lab DNS's control endpoint, for its query log
   direct?: DirectContext; // what an instance needs to send for direct: steps (an API on stored data alone has none)
   mxWorkers?: () => { listening: number; of: number }; // with MX worker processes
+  classroom?: Omit<ClassroomContext, 'logins'>; // classroom mode
 }
 
 const DISPOSITIONS = ['inbox', 'junk', 'reject', 'defer', 'refused'];
 
-export function startApi(listen: Endpoint, { instance, maildir, sessions, queue, dnsControl, direct, mxWorkers }: ApiContext): Promise<Server> {
+export function startApi(listen: Endpoint, { instance, maildir, sessions, queue, dnsControl, direct, mxWorkers, classroom }: ApiContext): Promise<Server> {
   const events = new LiveEvents(sessions, queue);
+  const logins = classroom && new Logins(classroom.classroom);
   // Inside the lab the API is reached by the instance's name (and by any
   // address); no other name, so that DNS rebinding cannot read its mail.
   return startHttp(listen, [instance.hostname.toLowerCase()], async (request, url) => {
     const path = url.pathname.replace(/\/+$/, '');
-    if (path === '/api/direct' && request.method === 'POST' && direct) return sendDirect(request, direct);
+    if (request.method === 'GET' && path === '') return consoleFile('index.html');
+    if (request.method === 'GET' && path.startsWith('/console/')) return consoleFile(path.slice('/console/'.length));
+    if (request.method === 'GET' && path === '/api/health') return { status: 'ok', instance: instance.name, hostname: instance.hostname, ...(mxWorkers && { mxWorkers: mxWorkers() }) };
+    let scope = EVERYONE;
+    let caller: Caller | undefined;
+    if (logins) {
+      if (path === '/api/login' && request.method === 'POST') return logins.login(request);
+      caller = logins.caller(request);
+      scope = new Scope(classroom.classroom, caller.identity);
+      const answer = await classroomRoute({ ...classroom, logins, instance, dnsControl }, request, url, path, caller, scope);
+      if (answer !== undefined) return answer;
+    } else if (path === '/api/me') {
+      throw new HttpError(404, 'this lab has no class: nothing to log in to');
+    }
+    if (path === '/api/direct' && request.method === 'POST' && direct) {
+      scope.checkTeacher('direct sending (POST /api/direct)');
+      return sendDirect(request, direct);
+    }
     if (request.method !== 'GET') throw new HttpError(405, 'the API is read-only: GET only');
     const param = (name: string) => url.searchParams.get(name) ?? undefined;
     const disposition = () => {
@@ -62,28 +91,28 @@ export function startApi(listen: Endpoint, { instance, maildir, sessions, queue,
     };
     let match: RegExpExecArray | null;
 
-    if (path === '') return consoleFile('index.html');
-    if ((match = /^\/console\/([^/]+)$/.exec(path))) return consoleFile(match[1]);
-    if (path === '/api/health') return { status: 'ok', instance: instance.name, hostname: instance.hostname, ...(mxWorkers && { mxWorkers: mxWorkers() }) };
-    if (path === '/api/events') return events.subscribe();
+    if (path === '/api/events') return events.subscribe(scope, () => !caller || logins!.holds(caller));
     if (path === '/api/sessions') {
-      return sessions.list({ messageId: param('messageId'), recipient: param('recipient'), disposition: disposition() });
+      return sessions.list({ messageId: param('messageId'), recipient: param('recipient'), disposition: disposition(), recipients: scope.recipients });
     }
-    if (path === '/api/sessions/page') return sessionPage(sessions, { ...pageQuery(url), disposition: disposition() });
+    if (path === '/api/sessions/page') return sessionPage(sessions, { ...pageQuery(url), disposition: disposition() }, scope);
     if ((match = /^\/api\/sessions\/([^/]+)$/.exec(path))) {
       const record = await sessions.get(decodeURIComponent(match[1]));
       if (!record) throw new HttpError(404, `no session ${match[1]}`);
-      return record;
+      return scope.checkSession(record);
     }
-    if (path === '/api/mailboxes') return maildir.list();
+    if (path === '/api/mailboxes') return mailboxes(scope);
     if ((match = /^\/api\/mailboxes\/([^/]+)\/([^/]+)$/.exec(path))) {
+      const mailbox = decodeURIComponent(match[1]);
+      scope.checkMailbox(mailbox);
       const folder = decodeURIComponent(match[2]);
       if (folder !== 'INBOX' && folder !== 'Junk') throw new HttpError(404, 'folders are INBOX and Junk');
-      return folderPage(sessions, decodeURIComponent(match[1]), folder, pageQuery(url));
+      return folderPage(sessions, mailbox, folder, pageQuery(url));
     }
     if ((match = /^\/api\/messages\/([^/]+?)(?:\/(raw|parts|html))?$/.exec(path))) {
       const id = decodeURIComponent(match[1]);
       const found = sessions.findDelivery(id);
+      if (found) scope.checkMailbox(found.delivery.mailbox, `message ${id} is in ${found.delivery.mailbox}, which`);
       const raw = found && (await maildir.read(found.delivery));
       if (!found || !raw) throw new HttpError(404, `no message ${id}`);
       if (match[2] === 'raw') return new RawBody(raw, 'message/rfc822', { 'content-security-policy': "default-src 'none'; sandbox" });
@@ -95,13 +124,28 @@ export function startApi(listen: Endpoint, { instance, maildir, sessions, queue,
       }
       return { ...found.delivery, session: found.session, size: raw.length, headers: parseHeaders(raw) };
     }
-    if (path === '/api/queue') return queue.list().sort((a, b) => a.createdAt.localeCompare(b.createdAt));
+    if (path === '/api/queue') return queue.list().filter((e) => scope.ownsQueueEntry(e)).sort((a, b) => a.createdAt.localeCompare(b.createdAt));
     if ((match = /^\/api\/queue\/([^/]+)$/.exec(path))) {
       const entry = queue.get(decodeURIComponent(match[1]));
       if (!entry) throw new HttpError(404, `no queue entry ${match[1]} (delivered entries leave the queue)`);
+      scope.checkQueueEntry(entry);
       return entry;
     }
-    if (path === '/api/dns/queries') return recentQueries(dnsControl, url);
+    // The DNS decides what a credential may see of its query log.
+    if (path === '/api/dns/queries') return recentQueries(dnsControl, url, caller?.credential);
     throw new HttpError(404, `no such endpoint: ${path}`);
   });
+
+  // The mailboxes on disk that the scope holds; a student at the receiver
+  // sees their own two before any mail has come.
+  async function mailboxes(scope: Scope) {
+    const list = (await maildir.list()).filter((m) => scope.ownsAddress(m.mailbox));
+    const student = scope.student;
+    if (student && instance.name === MAILBOXES_AT) {
+      for (const mailbox of [student.address, `postmaster@${student.domain}`]) {
+        if (!list.some((m) => m.mailbox === mailbox)) list.push({ mailbox, folders: (['INBOX', 'Junk'] as const).map((folder) => ({ folder, messages: 0, unseen: 0 })) });
+      }
+    }
+    return list;
+  }
 }

@@ -3,10 +3,13 @@
 // does word that the outbound queue changed. The stores have no events of
 // their own, so one timer per instance compares the newest session
 // summaries and the queue with the last look; it runs only while someone
-// listens.
+// listens. In classroom mode each stream carries what its caller may see
+// (classroom/scope.ts): a student's part of a session, word of their own
+// queue entries; and it ends when the caller's login does.
 import type { ServerResponse } from 'node:http';
 import { Takeover } from '../../lib/http.ts';
 import { sessionRow } from './pages.ts';
+import { EVERYONE, type Scope } from '../classroom/scope.ts';
 import type { Queue } from '../outbound/queue.ts';
 import type { SessionStore } from '../store/sessions.ts';
 
@@ -20,13 +23,20 @@ interface Look {
   queue: string;
 }
 
+interface Client {
+  response: ServerResponse;
+  scope: Scope;
+  holds: () => boolean; // whether the caller's login still holds
+  queue: string; // the entries it sees, at the last look
+  lastWrite: number;
+}
+
 export class LiveEvents {
   private sessions: SessionStore;
   private queue: Queue;
-  private clients = new Set<ServerResponse>();
+  private clients = new Set<Client>();
   private timer?: NodeJS.Timeout;
   private last: Look = { sessions: new Map(), queue: '' };
-  private lastWrite = 0;
   private looking = false;
 
   constructor(sessions: SessionStore, queue: Queue) {
@@ -34,7 +44,7 @@ export class LiveEvents {
     this.queue = queue;
   }
 
-  subscribe(): Takeover {
+  subscribe(scope: Scope = EVERYONE, holds: () => boolean = () => true): Takeover {
     return new Takeover((response) => {
       if (this.clients.size >= MAX_CLIENTS) {
         response.writeHead(503, { 'content-type': 'text/plain; charset=utf-8' }).end(`at most ${MAX_CLIENTS} live consoles at once\n`);
@@ -42,19 +52,19 @@ export class LiveEvents {
       }
       response.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
       response.write('retry: 2000\n\n'); // how long a browser waits before it reconnects
-      this.clients.add(response);
-      response.on('close', () => this.leave(response));
+      const client = { response, scope, holds, queue: this.queueSeen(scope), lastWrite: Date.now() };
+      this.clients.add(client);
+      response.on('close', () => this.leave(client));
       if (!this.timer) {
         this.last = this.look();
-        this.lastWrite = Date.now();
         this.timer = setInterval(() => this.tick(), TICK_MS);
         this.timer.unref();
       }
     });
   }
 
-  private leave(response: ServerResponse): void {
-    this.clients.delete(response);
+  private leave(client: Client): void {
+    this.clients.delete(client);
     if (this.clients.size === 0) {
       clearInterval(this.timer);
       this.timer = undefined;
@@ -63,14 +73,21 @@ export class LiveEvents {
 
   private look(): Look {
     const newest = this.sessions.list().slice(0, WATCHED);
-    const queue = this.queue.list().map((e) => `${e.id}:${e.attempts}:${e.nextAttemptAt}:${e.recipients.map((r) => r.status)}`);
-    return { sessions: new Map(newest.map((s) => [s.id, JSON.stringify(s)])), queue: queue.join(' ') };
+    return { sessions: new Map(newest.map((s) => [s.id, JSON.stringify(s)])), queue: this.queueSeen(EVERYONE) };
+  }
+
+  // The queue entries a scope sees, as their state: a change is an event.
+  private queueSeen(scope: Scope): string {
+    const seen = this.queue.list().filter((e) => scope.ownsQueueEntry(e));
+    return seen.map((e) => `${e.id}:${e.attempts}:${e.nextAttemptAt}:${e.recipients.map((r) => r.status)}`).join(' ');
   }
 
   private async tick(): Promise<void> {
     if (this.looking) return; // a slow disk: skip a beat rather than pile up
     this.looking = true;
     try {
+      // A stream whose login has ended (logout, expiry) ends too.
+      for (const client of this.clients) if (!client.holds()) client.response.end();
       const now = this.look();
       const changed = [...now.sessions].filter(([id, summary]) => this.last.sessions.get(id) !== summary).map(([id]) => id);
       const queueChanged = now.queue !== this.last.queue;
@@ -78,21 +95,29 @@ export class LiveEvents {
       // Oldest first, so that a console that prepends each keeps the order.
       for (const id of changed.reverse()) {
         const record = await this.sessions.get(id);
-        if (record) this.send(`event: session\ndata: ${JSON.stringify(sessionRow(record))}\n\n`);
+        if (!record) continue;
+        for (const client of this.clients) {
+          const seen = client.scope.narrow(record);
+          if (seen) this.write(client, `event: session\ndata: ${JSON.stringify(sessionRow(seen))}\n\n`);
+        }
       }
-      if (queueChanged) this.send(`event: queue\ndata: ${JSON.stringify({ entries: this.queue.list().length })}\n\n`);
-      if (Date.now() - this.lastWrite >= HEARTBEAT_MS) this.send(': still here\n\n');
+      for (const client of this.clients) {
+        const queue = queueChanged ? this.queueSeen(client.scope) : client.queue;
+        if (queue !== client.queue) {
+          client.queue = queue;
+          this.write(client, `event: queue\ndata: ${JSON.stringify({ entries: queue ? queue.split(' ').length : 0 })}\n\n`);
+        }
+        if (Date.now() - client.lastWrite >= HEARTBEAT_MS) this.write(client, ': still here\n\n');
+      }
     } finally {
       this.looking = false;
     }
   }
 
-  private send(text: string): void {
-    this.lastWrite = Date.now();
-    for (const client of this.clients) {
-      // A console that does not read its stream is dropped, not buffered for.
-      if (client.writableNeedDrain) client.destroy();
-      else client.write(text);
-    }
+  // A console that does not read its stream is dropped, not buffered for.
+  private write(client: Client, text: string): void {
+    client.lastWrite = Date.now();
+    if (client.response.writableNeedDrain) client.response.destroy();
+    else client.response.write(text);
   }
 }

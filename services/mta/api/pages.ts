@@ -6,6 +6,7 @@
 import { HttpError } from '../../lib/http.ts';
 import type { Folder } from '../store/maildir.ts';
 import type { SessionRecord, SessionStore, Transaction } from '../store/sessions.ts';
+import { EVERYONE, type Scope } from '../classroom/scope.ts';
 
 const DEFAULT_LIMIT = 50;
 const MAX_LIMIT = 200;
@@ -85,9 +86,13 @@ function slice<T>(list: T[], idOf: (item: T) => string, query: PageQuery): { ite
   return { items, total: list.length, next: more ? idOf(items.at(-1)!) : undefined };
 }
 
-export async function sessionPage(sessions: SessionStore, query: PageQuery & { disposition?: string }): Promise<Page<SessionRow>> {
-  const page = slice(sessions.list({ disposition: query.disposition }), (s) => s.id, query);
-  const records = await Promise.all(page.items.map((s) => sessions.get(s.id)));
+// In classroom mode a student's page holds their part of their sessions (scope.ts).
+export async function sessionPage(sessions: SessionStore, query: PageQuery & { disposition?: string }, scope: Scope = EVERYONE): Promise<Page<SessionRow>> {
+  const page = slice(sessions.list({ disposition: query.disposition, recipients: scope.recipients }), (s) => s.id, query);
+  const records = await Promise.all(page.items.map(async (s) => {
+    const record = await sessions.get(s.id);
+    return record && scope.narrow(record);
+  }));
   return { ...page, items: records.filter((r): r is SessionRecord => r !== undefined).map(sessionRow) };
 }
 

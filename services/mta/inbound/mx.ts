@@ -30,6 +30,7 @@ export interface InboundContext {
   closing: Set<Promise<void>>; // one per open session, settled by its last save: shutdown awaits them
   log: Logger;
   tls: { key: Buffer; cert: Buffer };
+  studentMailboxes?: Map<string, Set<string>>; // classroom mode, at the receiver: domain -> local parts (classroom/mailboxes.ts)
 }
 
 interface Live {
@@ -95,15 +96,17 @@ export function createInbound(ctx: InboundContext): SMTPServer {
     fatal: (meta: object, text: string, ...args: unknown[]) => log.error(meta, format(text, ...args)),
   };
 
+  // The instance's domains, and in classroom mode the students'.
+  const mailboxesOf = (domain: string) => instance.domains.get(domain) ?? ctx.studentMailboxes?.get(domain);
   const mailboxExists = (address: string) => {
     const [local, domain] = splitMailbox(address);
-    return instance.domains.get(domain)?.has(local) ?? false;
+    return mailboxesOf(domain)?.has(local) ?? false;
   };
 
   // Why a recipient is not taken here, or undefined when it is.
   const recipientRefusal = (address: string): Error | undefined => {
     const [, domain] = splitMailbox(address);
-    if (!instance.domains.has(domain)) return smtpError(550, `5.7.1 Relaying denied: ${instance.hostname} does not accept mail for ${domain}`);
+    if (!mailboxesOf(domain)) return smtpError(550, `5.7.1 Relaying denied: ${instance.hostname} does not accept mail for ${domain}`);
     const forwarding = forwarder.accepts(address);
     if (forwarding && !forwarding.ok) return smtpError(550, `5.1.1 ${address}: ${forwarding.reason}`);
     if (!forwarding && !mailboxExists(address)) return smtpError(550, `5.1.1 No such mailbox: ${address}`);

@@ -2,6 +2,9 @@
 // for: RSA and Ed25519, several signatures on one message, canonicalization
 // and signed header fields per selector. Keys are read once, at start, so a
 // missing key stops the instance instead of a message going out unsigned.
+// In classroom mode the sender also signs each student's mail with the keys
+// they made (classroom/student-keys.ts), asked for at every message, so that
+// a new key is used from the next message on.
 import '../inbound/mailauth-keys.ts';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,14 +12,16 @@ import { dkimSign } from 'mailauth/lib/dkim/sign.js';
 import { ConfigError } from '../../lib/config.ts';
 import type { DkimSelector, Instance } from '../instance.ts';
 
-interface Signature extends DkimSelector {
+export interface Signature extends DkimSelector {
   privateKey: Buffer;
 }
 
 export class Signer {
   private signatures = new Map<string, Signature[]>();
+  private studentKeys?: { keysFor(domain: string): Signature[] | undefined };
 
-  constructor(instance: Instance, keyDir: string) {
+  constructor(instance: Instance, keyDir: string, studentKeys?: { keysFor(domain: string): Signature[] | undefined }) {
+    this.studentKeys = studentKeys;
     for (const [fromDomain, selectors] of instance.dkim) {
       this.signatures.set(
         fromDomain,
@@ -36,7 +41,7 @@ export class Signer {
   // ('' when the instance holds no key for it). Throws when signing fails:
   // the caller answers 451 rather than send the message unsigned.
   async sign(message: Buffer, fromDomain: string, time?: Date): Promise<string> {
-    const signatures = this.signatures.get(fromDomain);
+    const signatures = this.signatures.get(fromDomain) ?? this.studentKeys?.keysFor(fromDomain);
     if (!signatures) return '';
     const result = await dkimSign(message, {
       signTime: time,

@@ -4,12 +4,16 @@
 // queued durably before the 250. With `senders: own` a user sends only as
 // the address it logged in with or one of its aliases, in MAIL FROM and in
 // From:, and From: must name one author, read as the MX reads it (author.ts).
+// In classroom mode (at the sender) each student logs in as <name>@<domain>
+// with their credential and sends as any address at their own domain, and
+// only there; the teacher's credential is no mailbox's and logs in nowhere.
 import '../smtp/command-lines.ts';
 import '../smtp/reply-codes.ts';
 import { domainToASCII } from 'node:url';
 import { dkimVerify } from 'mailauth';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { labAddress } from '../../lib/addressing.ts';
+import type { Classroom, Student } from '../../lib/classroom.ts';
 import type { Logger } from '../../lib/log.ts';
 import { AuthThrottle } from './auth-throttle.ts';
 import { checkAuthor, type Author } from '../inbound/author.ts';
@@ -29,6 +33,7 @@ export interface SubmissionContext {
   log: Logger;
   tls: { key: Buffer; cert: Buffer };
   queued: () => void; // tells the delivery worker there is work
+  classroom?: Classroom; // its students log in here (the sender, in classroom mode)
 }
 
 const smtpError = (code: number, text: string) => Object.assign(new Error(text), { responseCode: code });
@@ -38,9 +43,18 @@ export function createSubmission(ctx: SubmissionContext): SMTPServer {
   const ours = (domain: string) => instance.domains.has(domain.toLowerCase());
   // The addresses a logged-in user may send as: its login and its aliases.
   const own = (user: string) => [user, ...(instance.submission.aliases.get(user) ?? [])];
-  const mayUse = (user: string, address: string) => instance.submission.senders === 'any' || own(user).includes(address.toLowerCase());
-  const notOwn = (user: string, what: string) =>
-    `5.7.1 ${user} may not send as ${what}: only as ${own(user).join(' or ')} (submission.senders: own)`;
+  // A student's login is their address; they send as anyone at their domain.
+  const studentOf = (user: string): Student | undefined => ctx.classroom?.students.find((s) => s.address === user);
+  const mayUse = (user: string, address: string) => {
+    const student = studentOf(user);
+    if (student) return address.slice(address.lastIndexOf('@') + 1).toLowerCase() === student.domain;
+    return instance.submission.senders === 'any' || own(user).includes(address.toLowerCase());
+  };
+  const notOwn = (user: string, what: string) => {
+    const student = studentOf(user);
+    if (student) return `5.7.1 ${user} may not send as ${what}: only as an address at ${student.domain}, the domain of student ${student.name}`;
+    return `5.7.1 ${user} may not send as ${what}: only as ${own(user).join(' or ')} (submission.senders: own)`;
+  };
   const throttle = new AuthThrottle();
 
   const memory = new MessageMemory(instance.limits.messageSize);
@@ -133,7 +147,10 @@ export function createSubmission(ctx: SubmissionContext): SMTPServer {
       const login = String(auth.username ?? '').toLowerCase();
       const [local, domain] = splitMailbox(login);
       const password = instance.submission.passwords.get(local);
-      if (!login.includes('@') || !ours(domain) || password === undefined || auth.password !== password) {
+      const student = studentOf(login);
+      const identity = student && ctx.classroom!.identify(String(auth.password ?? ''));
+      const isStudent = identity?.role === 'student' && identity.student.name === student!.name;
+      if (!isStudent && (!login.includes('@') || !ours(domain) || password === undefined || auth.password !== password)) {
         const wait = throttle.failed(client);
         if (wait === 'locked') {
           log.warn({ client, login }, 'too many failed logins: address locked out');

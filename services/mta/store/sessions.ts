@@ -261,12 +261,16 @@ export class SessionStore {
     await this.trim();
   }
 
-  list(filter: { messageId?: string; recipient?: string; disposition?: string } = {}): SessionSummary[] {
+  // recipients: only the transactions with a recipient it takes, and in them
+  // only those recipients and their copies (a student's part, in classroom
+  // mode); a session with none is left out.
+  list(filter: { messageId?: string; recipient?: string; disposition?: string; recipients?: (address: string) => boolean } = {}): SessionSummary[] {
     const wanted = (s: SessionSummary) =>
+      (!filter.recipients || s.recipients.length > 0) &&
       (!filter.messageId || s.messageIds.includes(filter.messageId)) &&
       (!filter.recipient || s.recipients.includes(filter.recipient.toLowerCase())) &&
       (!filter.disposition || s.dispositions.includes(filter.disposition));
-    return [...this.index.values()].map(sessionSummary).filter(wanted).reverse();
+    return [...this.index.values()].map((known) => sessionSummary(known, filter.recipients)).filter(wanted).reverse();
   }
 
   async get(id: string): Promise<SessionRecord | undefined> {
@@ -363,8 +367,12 @@ function summarize(t: Transaction): TransactionSummary {
   };
 }
 
-function sessionSummary(known: Entry): SessionSummary {
-  const t = known.transactions;
+function sessionSummary(known: Entry, recipients?: (address: string) => boolean): SessionSummary {
+  const t = recipients
+    ? known.transactions
+        .filter((x) => x.recipients.some(recipients))
+        .map((x) => ({ ...x, recipients: x.recipients.filter(recipients), deliveries: x.deliveries.filter((d) => recipients(d.mailbox)) }))
+    : known.transactions;
   return {
     id: known.id,
     startedAt: known.startedAt,
