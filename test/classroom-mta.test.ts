@@ -278,6 +278,13 @@ test('a student sees only the sessions, mailboxes and messages at her domain; ev
 
   // Another's zone, the lab's zones, and the teacher's door: 403 with the reason.
   refused(await asAna('/api/zone?domain=ben.test'), 403, /^ben\.test is ben's zone; you are ana \(ana\.test\)$/);
+  const anaLogin = await login(receiver, ana);
+  refused(await call(receiver, '/api/zone?domain=ben.test', { method: 'PUT', ...anaLogin, json: { records: '@ 300 TXT "v=spf1 +all"\n' } }), 403, /^ben\.test is ben's zone; you are ana/);
+  refused(await call(receiver, '/api/zone/records?domain=ben.test', { ...anaLogin, json: { add: ['@ 300 TXT "v=spf1 +all"'] } }), 403, /^ben\.test is ben's zone; you are ana/);
+  refused(await call(receiver, `/api/zone?domain=${encodeURIComponent('ana.test/../ben.test')}`, { bearer: ana }), 403, /you are ana/);
+  const bensZone = await call(receiver, '/api/zone?domain=ben.test', { bearer: teacher });
+  assert.equal(bensZone.status, 200, bensZone.text);
+  assert.equal(bensZone.body.records.trim(), '', "ben's zone is as it was");
   refused(await asAna('/api/zone?domain=sender.test'), 403, /^sender\.test is the lab's \(the teacher's\) zone; you are ana/);
   refused(await call(receiver, '/api/zone', { bearer: teacher }), 400, /\?domain=/);
   refused(await call(receiver, '/api/zone?domain=sender.test', { bearer: teacher }), 400, /no student's domain/);
