@@ -1,0 +1,84 @@
+// A class in the embedded lab (`npm run lab` with LAB_CLASS naming a class
+// directory), end to end over real sockets: the lesson of
+// support/classroom-flow.ts, then a restart of the whole lab, after which
+// the student's zone, her DKIM key and her mail are all still there.
+// test/docker.test.ts runs the same lesson under compose.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { issueCredentials } from '../services/lib/classroom.ts';
+import { readLab, root } from '../scripts/lab/compose.ts';
+import { findPortProblems } from '../scripts/lab/preflight.ts';
+import { classroomFlow, endpoints, lookupTxt, received, sendAsStudent, call, type ClassLab } from './support/classroom-flow.ts';
+import { lockEmbeddedLab } from './support/lab-lock.ts';
+
+await lockEmbeddedLab();
+const lab = readLab();
+const busy = (await findPortProblems(lab.services)).busy;
+if (busy.length > 0 && process.env.CI === 'true') throw new Error(`the embedded lab's ports are taken: ${busy.join(', ')}`);
+const skip = busy.length > 0 && `the embedded lab's ports are taken (is a lab running?): ${busy.join(', ')}`;
+
+const classDir = mkdtempSync(join(tmpdir(), 'class-'));
+const dataDir = mkdtempSync(join(tmpdir(), 'class-lab-'));
+let runner: ChildProcess | undefined;
+let c: ClassLab;
+
+// `npm run lab` for this class; resolves when the lab is ready.
+async function startLab(fresh: boolean): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['scripts/lab.ts', ...(fresh ? ['--fresh'] : []), '--data-dir', dataDir], {
+    cwd: root,
+    env: { ...process.env, LAB_CLASS: classDir },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let said = '';
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (said += chunk));
+  for (const deadline = Date.now() + 40_000; !/lab ready in \d+ ms/.test(said); await new Promise((r) => setTimeout(r, 50))) {
+    if (child.exitCode !== null) throw new Error(`the lab exited (${child.exitCode}):\n${said}`);
+    if (Date.now() > deadline) throw new Error(`the lab was not ready within 40 s:\n${said}`);
+  }
+  return child;
+}
+
+async function stopLab(): Promise<void> {
+  if (!runner || runner.exitCode !== null) return;
+  const exited = new Promise((resolve) => runner!.once('exit', resolve));
+  runner.kill('SIGTERM');
+  await exited;
+}
+
+before(async () => {
+  if (skip) return;
+  writeFileSync(join(classDir, 'class.yaml'), 'name: Lab test class\nstudents: [ana, ben]\n');
+  const { issued } = issueCredentials(classDir);
+  c = { lab, credentials: issued, clientAddress: '127.0.0.1' };
+  runner = await startLab(true);
+});
+after(async () => {
+  await stopLab();
+  rmSync(classDir, { recursive: true, force: true });
+  rmSync(dataDir, { recursive: true, force: true });
+});
+
+let first: { messageId: string };
+
+test('a student publishes MX, SPF, her DKIM key and DMARC, and her mail passes; another student reads and changes none of it; the teacher sees both', { skip, timeout: 60_000 }, async () => {
+  first = await classroomFlow(c);
+});
+
+test('after a restart of the whole lab her zone, her key and her mail are still there', { skip, timeout: 90_000 }, async () => {
+  assert.ok(first, 'the lesson ran first');
+  await stopLab();
+  runner = await startLab(false);
+  assert.deepEqual(await lookupTxt(c, '_dmarc.ana.test'), ['v=DMARC1; p=reject; rua=mailto:ana@ana.test']);
+  const ana = c.credentials.get('ana')!;
+  const { receiverApi } = endpoints(lab);
+  const before = await received(c, ana, first.messageId);
+  assert.equal((await call(`${receiverApi}/api/messages/${encodeURIComponent(before.transaction.deliveries[0].id)}/raw`, ana)).status, 200);
+  const again = await sendAsStudent(c, 'ana', 'ana.test', 'after the restart');
+  const { transaction } = await received(c, ana, again);
+  assert.deepEqual(transaction.checks.dkim.map((d: { result: string }) => d.result), ['pass'], 'signed with the key she made before the restart');
+  assert.equal(transaction.checks.dmarc.result, 'pass');
+});
