@@ -154,6 +154,10 @@ describe('students’ zones', () => {
       assert.match(anonymous.body.error, /^log in: send your credential as Authorization: Bearer <credential>/);
     }
     assert.deepEqual((await call(`${dns.control}/zones/sender.test`, ben)).status, 404, 'a lab zone is no student zone');
+    // Not from a web page, even with ana's own credential: another origin, or a body a form could send.
+    const page = await call(zone, ana, 'PUT', { records: '' }, undefined, { origin: 'http://attacker.test' });
+    assert.deepEqual([page.status, page.body.error], [403, "changes to the lab's DNS are not taken from web pages of other origins (http://attacker.test)"]);
+    assert.equal((await call(zone, ana, 'PUT', { records: '' }, undefined, { 'content-type': 'text/plain' })).status, 415);
     assert.deepEqual((await call(`${dns.control}/classroom`, ben)).body, { name: 'DNS test class', students: [{ name: 'ben', domain: 'ben.test' }] });
     assert.deepEqual((await call(`${dns.control}/classroom`, teacher)).body.students.map((s: any) => s.domain), ['ana.test', 'ben.test']);
     assert.ok(!(await dig(dns.port, ['+short', 'ana.test', 'TXT'], HOST)).text.includes('+all'), "ana's SPF is unchanged");
