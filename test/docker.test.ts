@@ -1,6 +1,7 @@
 // compose.yaml for real: the image built, `up` on a Docker engine, every lab
 // tool against it, a crash survived, and the same verdicts as the embedded
-// lab. The lab runs on a private daemon in its own network namespace
+// lab; then a class: the lesson of support/classroom-flow.ts under compose.
+// The lab runs on a private daemon in its own network namespace
 // (scripts/lab/docker.ts says why); tools that use the published ports run
 // inside that namespace. Under CI it must run and pass (.ci/run installs
 // docker.io, docker-compose, debootstrap and iptables; a daemon is started
@@ -9,7 +10,10 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { issueCredentials } from '../services/lib/classroom.ts';
 import { readLab, root } from '../scripts/lab/compose.ts';
 import {
   buildImage,
@@ -212,6 +216,32 @@ describe('docker compose up, for real', { skip, timeout: 30 * 60_000 }, () => {
     );
     const inbox = await cli('inbox', 'bob@receiver.test');
     assert.match(inbox.stdout, /"through Docker"/, 'and so is the mail from before');
+  });
+
+  test('a class under compose: the same lesson as in the embedded lab, and a restart keeps the zones, keys and mail', async (t) => {
+    // The class directory is mounted into the containers, whose user must read it.
+    const classDir = mkdtempSync(join(tmpdir(), 'class-'));
+    chmodSync(classDir, 0o755);
+    writeFileSync(join(classDir, 'class.yaml'), 'name: Docker class\nstudents: [ana, ben]\n');
+    const issued = join(mkdtempSync(join(tmpdir(), 'class-issued-')), 'credentials.json');
+    writeFileSync(issued, JSON.stringify(Object.fromEntries(issueCredentials(classDir).issued)));
+    process.env.LAB_CLASS = classDir; // compose.yaml's ${LAB_CLASS}: compose() passes the environment on
+    try {
+      let started = performance.now();
+      await compose(['up', '-d']); // each service again, with the class
+      t.diagnostic(`up with the class to all healthy: ${((await untilHealthy(services, started)) / 1000).toFixed(1)} s`);
+      const lesson = await nodeInLab(['test/support/classroom-in-lab.ts', issued, 'lesson']);
+      assert.equal(lesson.code, 0, lesson.stderr);
+      started = performance.now();
+      await compose(['restart']);
+      await untilHealthy(services, started);
+      const after = await nodeInLab(['test/support/classroom-in-lab.ts', issued, 'after-restart', lesson.stdout.trim()]);
+      assert.equal(after.code, 0, after.stderr);
+    } finally {
+      delete process.env.LAB_CLASS;
+      rmSync(classDir, { recursive: true, force: true });
+      rmSync(dirname(issued), { recursive: true, force: true });
+    }
   });
 
   test('down -v and the private daemon gone: nothing left behind; the embedded lab gives the same verdicts', async (t) => {

@@ -155,3 +155,17 @@ export async function classroomFlow(c: ClassLab): Promise<{ messageId: string }>
   assert.match((await ok(`${control}/zones/ben.test`, teacher)).zone, /\bSOA\b/);
   return { messageId };
 }
+
+// After a restart of the lab: her zone, her key and her mail are still there,
+// and her next message passes as the first did.
+export async function afterRestart(c: ClassLab, first: { messageId: string }): Promise<void> {
+  assert.deepEqual(await lookupTxt(c, '_dmarc.ana.test'), ['v=DMARC1; p=reject; rua=mailto:ana@ana.test']);
+  const ana = c.credentials.get('ana')!;
+  const { receiverApi } = endpoints(c.lab);
+  const before = await received(c, ana, first.messageId);
+  assert.equal((await call(`${receiverApi}/api/messages/${encodeURIComponent(before.transaction.deliveries[0].id)}/raw`, ana)).status, 200);
+  const again = await sendAsStudent(c, 'ana', 'ana.test', 'after the restart');
+  const { transaction } = await received(c, ana, again);
+  assert.deepEqual(transaction.checks.dkim.map((d: { result: string }) => d.result), ['pass'], 'signed with the key she made before the restart');
+  assert.equal(transaction.checks.dmarc.result, 'pass');
+}
