@@ -7,8 +7,11 @@
 // The servers take turns, round after round, and each one's median counts:
 // a shared machine's slow moments then fall on all of them alike. --pin puts
 // each server on CPU 0 and dnsperf on CPU 1: steadier figures, one core each
-// (our server uses one anyway).
+// (our server uses one anyway). --class N adds our server with a class of N
+// students (LAB_CLASS_DIR), each zone holding 8 typical records, asked the
+// same questions and, apart, for the students' names.
 import { execFile, type ChildProcess } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { createSocket } from 'node:dgram';
 import { accessSync, constants, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -16,6 +19,7 @@ import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { parseArgs, promisify } from 'node:util';
 import { loadZoneDir } from '../services/dns/zones.ts';
+import { issueCredentials } from '../services/lib/classroom.ts';
 import { readLab, service } from './lab/compose.ts';
 import { onCpu, peakRssMiB, start, stop } from './bench/processes.ts';
 import { dnsperf, type DnsperfResult } from './bench/dnsperf.ts';
@@ -43,11 +47,17 @@ interface Server {
   child: ChildProcess;
   results: DnsperfResult[];
   rss?: number;
+  dataFile?: string; // its own questions (the students' names); the lab's mix otherwise
 }
 
-function readOptions(): { seconds: number; rounds: number; pin: boolean } {
+function readOptions(): { seconds: number; rounds: number; pin: boolean; students: number } {
   const { values } = parseArgs({
-    options: { seconds: { type: 'string', default: '8' }, rounds: { type: 'string', default: '3' }, pin: { type: 'boolean', default: false } },
+    options: {
+      seconds: { type: 'string', default: '8' },
+      rounds: { type: 'string', default: '3' },
+      pin: { type: 'boolean', default: false },
+      class: { type: 'string', default: '0' },
+    },
   });
   const whole = (option: string, text: string, max: number) => {
     const n = Number(text);
@@ -57,11 +67,12 @@ function readOptions(): { seconds: number; rounds: number; pin: boolean } {
   };
   const seconds = whole('seconds', values.seconds, 600);
   const rounds = whole('rounds', values.rounds, 20);
+  const students = values.class === '0' ? 0 : whole('class', values.class, 500);
   if (values.pin && availableParallelism() < 2) {
     process.stderr.write('--pin needs at least two CPUs\n');
     process.exit(2);
   }
-  return { seconds, rounds, pin: values.pin };
+  return { seconds, rounds, pin: values.pin, students };
 }
 
 function checkTools(pin: boolean): void {
@@ -102,7 +113,7 @@ async function freePort(host: string): Promise<number> {
   throw new Error(`no free port on ${host}`);
 }
 
-async function startOurs(log: { LOG_LEVEL: 'info' | 'silent'; LOG_FORMAT: 'text' | 'json' }, cpu: number | undefined): Promise<Server> {
+async function startOurs(log: { LOG_LEVEL: 'info' | 'silent'; LOG_FORMAT: 'text' | 'json' }, cpu: number | undefined, classroom?: { dir: string; dataDir: string }): Promise<Server & { control: string }> {
   const port = await freePort(OURS_HOST);
   const control = await freePort(OURS_HOST);
   // As the lab runs it: compose.yaml's command (its Node options included),
@@ -115,11 +126,63 @@ async function startOurs(log: { LOG_LEVEL: 'info' | 'silent'; LOG_FORMAT: 'text'
     DNS_CONTROL_LISTEN: `${OURS_HOST}:${control}`,
     ZONE_DIR: zoneDir,
     ...log,
+    ...(classroom && { LAB_CLASS_DIR: classroom.dir, DNS_DATA_DIR: classroom.dataDir }),
   };
   // stdout (the query log) goes to /dev/null: written, then thrown away.
   const child = start(...onCpu(cpu, node, args), { cwd: repo, env, stdio: ['ignore', 'ignore', 'inherit'] });
   const label = log.LOG_LEVEL === 'silent' ? 'LOG_LEVEL=silent' : `LOG_FORMAT=${log.LOG_FORMAT}`;
-  return { label: `ours (${label})`, host: OURS_HOST, port, child, results: [] };
+  return { label: `ours (${label})`, host: OURS_HOST, port, child, results: [], control: `http://${OURS_HOST}:${control}` };
+}
+
+// A class of `count` students (student001 ...) in runDir, its credentials issued.
+function makeClass(runDir: string, count: number): { dir: string; dataDir: string; teacher: string; domains: string[] } {
+  const dir = join(runDir, 'class');
+  mkdirSync(dir);
+  writeFileSync(join(dir, 'class.yaml'), `name: Benchmark class\nstudents: { count: ${count}, prefix: student }\n`);
+  const { classFile, issued } = issueCredentials(dir);
+  return { dir, dataDir: join(runDir, 'class-data'), teacher: issued.get('teacher')!, domains: classFile.students.map((s) => s.domain) };
+}
+
+// What a student publishes in the lesson: MX, SPF, the mail host's
+// addresses, a web name, an RSA DKIM key (two strings), DMARC, TLS-RPT.
+function typicalRecords(domain: string, dkim: string): string {
+  return [
+    '@ 300 MX 10 mx.receiver.test.',
+    '@ 300 TXT "v=spf1 ip4:192.0.2.10 -all"',
+    'mail 300 A 192.0.2.10',
+    'mail 300 AAAA 2001:db8::10',
+    'www 300 CNAME mail',
+    `s1._domainkey 300 TXT "${dkim}"`,
+    `_dmarc 300 TXT "v=DMARC1; p=reject; rua=mailto:postmaster@${domain}"`,
+    `_smtp._tls 300 TXT "v=TLSRPTv1; rua=mailto:postmaster@${domain}"`,
+  ].join('\n');
+}
+
+// Every student's zone gets the typical records, through the control endpoint as a student's edit would.
+async function fillClass(control: string, teacher: string, domains: string[], child: ChildProcess): Promise<void> {
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  while (!(await fetch(`${control}/health`).then((r) => r.ok, () => false))) {
+    if (child.exitCode !== null || Date.now() > deadline) throw new Error('the DNS with the class did not start');
+    await new Promise((done) => setTimeout(done, 100));
+  }
+  const dkim = `v=DKIM1; k=rsa; p=${generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'der' }).toString('base64')}`;
+  for (const domain of domains) {
+    const response = await fetch(`${control}/zones/${domain}`, {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${teacher}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ records: typicalRecords(domain, dkim) }),
+    });
+    if (!response.ok) throw new Error(`PUT /zones/${domain}: ${response.status} ${await response.text()}`);
+  }
+}
+
+// The students' names in the lab mix's shares: A, MX and a two-string TXT.
+function studentQuestions(domains: string[]): Question[] {
+  return domains.flatMap((d): Question[] => [
+    { name: `mail.${d}`, type: 'A' },
+    { name: d, type: 'MX' },
+    { name: `s1._domainkey.${d}`, type: 'TXT' },
+  ]);
 }
 
 async function startKnot(runDir: string, zones: ReturnType<typeof loadZoneDir>, cpu: number | undefined): Promise<Server> {
@@ -174,7 +237,7 @@ function printTable(servers: Server[]): void {
 }
 
 async function main(): Promise<number> {
-  const { seconds, rounds, pin } = readOptions();
+  const { seconds, rounds, pin, students } = readOptions();
   checkTools(pin);
   const serverCpu = pin ? 0 : undefined;
   const zones = loadZoneDir(zoneDir);
@@ -191,6 +254,18 @@ async function main(): Promise<number> {
     await startKnot(runDir, zones, serverCpu),
   ];
   const [ours, , , knot] = servers;
+  if (students > 0) {
+    // Logged as the lab logs, like the first of ours: the figures compare.
+    const klass = makeClass(runDir, students);
+    const withClass = await startOurs({ LOG_LEVEL: 'info', LOG_FORMAT: 'text' }, serverCpu, klass);
+    await fillClass(withClass.control, klass.teacher, klass.domains, withClass.child);
+    const studentFile = join(runDir, 'students.txt');
+    const asked = studentQuestions(klass.domains);
+    writeFileSync(studentFile, dnsperfData(asked));
+    const label = `ours (class of ${students}, 8 records each)`;
+    servers.push({ ...withClass, label }, { ...withClass, label: `${label}, students' names`, results: [], dataFile: studentFile });
+    await waitUntilAnswering(servers.at(-1)!, asked[asked.length - 1]);
+  }
   for (const server of servers) await waitUntilAnswering(server, questions[0]);
 
   const types = ['A', 'MX', 'TXT'].map((t) => `${questions.filter((q) => q.type === t).length} ${t}`).join(', ');
@@ -203,11 +278,11 @@ async function main(): Promise<number> {
   for (let round = 1; round <= rounds; round++) {
     for (const server of servers) {
       process.stdout.write(`round ${round}/${rounds}: dnsperf against ${server.label}, ${seconds} s ...\n`);
-      server.results.push(await dnsperf(server.host, server.port, dataFile, seconds, pin ? 1 : undefined));
+      server.results.push(await dnsperf(server.host, server.port, server.dataFile ?? dataFile, seconds, pin ? 1 : undefined));
     }
   }
   for (const server of servers) server.rss = peakRssMiB(server.child.pid!) * 1024 * 1024;
-  await Promise.all(servers.map((server) => stop(server.child)));
+  await Promise.all([...new Set(servers.map((server) => server.child))].map((child) => stop(child)));
 
   const placement = pin ? 'servers on CPU 0, dnsperf on CPU 1' : `${availableParallelism()} CPUs shared`;
   process.stdout.write(`\ndnsperf -c 4 -q 100 -l ${seconds}, ${rounds} rounds, UDP on loopback, ${placement}\n`);
@@ -221,6 +296,9 @@ async function main(): Promise<number> {
       `${ours.label}: ${number(qps(ours))} q/s   target >= ${number(TARGET_QPS)}   ${verdict(qps(ours) >= TARGET_QPS)}`,
       `knotd / ours: ${ratio.toFixed(2)}   target <= ${TARGET_RATIO}   ${verdict(ratio <= TARGET_RATIO)}`,
       `${ours.label} peak RSS: ${megabytes(ours.rss)}   target < ${megabytes(TARGET_RSS)}   ${verdict(ours.rss !== undefined && ours.rss < TARGET_RSS)}`,
+      ...(students > 0
+        ? [`with a class of ${students}: ${number(qps(servers[4]))} q/s (the lab's names), ${number(qps(servers[5]))} q/s (the students' names), against ${number(qps(ours))} q/s with today's zones; peak RSS ${megabytes(servers[4].rss)}`]
+        : []),
       '',
     ].join('\n'),
   );

@@ -154,6 +154,10 @@ describe('students’ zones', () => {
       assert.match(anonymous.body.error, /^log in: send your credential as Authorization: Bearer <credential>/);
     }
     assert.deepEqual((await call(`${dns.control}/zones/sender.test`, ben)).status, 404, 'a lab zone is no student zone');
+    // Not from a web page, even with ana's own credential: another origin, or a body a form could send.
+    const page = await call(zone, ana, 'PUT', { records: '' }, undefined, { origin: 'http://attacker.test' });
+    assert.deepEqual([page.status, page.body.error], [403, "changes to the lab's DNS are not taken from web pages of other origins (http://attacker.test)"]);
+    assert.equal((await call(zone, ana, 'PUT', { records: '' }, undefined, { 'content-type': 'text/plain' })).status, 415);
     assert.deepEqual((await call(`${dns.control}/classroom`, ben)).body, { name: 'DNS test class', students: [{ name: 'ben', domain: 'ben.test' }] });
     assert.deepEqual((await call(`${dns.control}/classroom`, teacher)).body.students.map((s: any) => s.domain), ['ana.test', 'ben.test']);
     assert.ok(!(await dig(dns.port, ['+short', 'ana.test', 'TXT'], HOST)).text.includes('+all'), "ana's SPF is unchanged");
@@ -203,12 +207,28 @@ describe('students’ zones', () => {
     assert.equal((await call(`${dns.control}/health`, undefined)).status, 200, 'health stays open');
   });
 
+  test('the history keeps the newest 50 changes, and its file stays bounded', async () => {
+    const start = (await call(`${dns.control}/zones/ben.test`, ben)).body.serial;
+    for (let i = 1; i <= 110; i++) {
+      const change = await call(`${dns.control}/zones/ben.test/records`, ben, 'POST', { add: [`h${i} A 192.0.2.${i}`] });
+      assert.equal(change.body.serial, start + i);
+    }
+    const { history } = (await call(`${dns.control}/zones/ben.test`, ben)).body;
+    assert.deepEqual(history.map((h: any) => h.serial), Array.from({ length: 50 }, (_, i) => start + 110 - i));
+    assert.match(history[0].diff, /^\+h110 5 A 192\.0\.2\.110$/m);
+    const lines = readFileSync(join(dataDir, 'zones', 'ben.test.history.jsonl'), 'utf8').split('\n').filter(Boolean);
+    assert.ok(lines.length >= 50 && lines.length <= 100, `${lines.length} lines`);
+    assert.equal(JSON.parse(lines.at(-1)!).serial, start + 110);
+  });
+
   test('the zones, serials and histories survive a restart of the DNS', async () => {
     const before = (await call(`${dns.control}/zones/ana.test`, ana)).body;
+    const bens = (await call(`${dns.control}/zones/ben.test`, ben)).body;
     const answer = (await dig(dns.port, ['s1._domainkey.ana.test', 'TXT'], HOST)).answer;
     await dns.stop();
     dns = await startDns({ LAB_CLASS_DIR: klass.dir, DNS_DATA_DIR: dataDir });
     assert.deepEqual((await call(`${dns.control}/zones/ana.test`, ana)).body, before);
+    assert.deepEqual((await call(`${dns.control}/zones/ben.test`, ben)).body, bens);
     assert.deepEqual((await dig(dns.port, ['s1._domainkey.ana.test', 'TXT'], HOST)).answer, answer);
     assert.equal(await serialOf(dns, 'ana.test'), before.serial);
     const next = await call(`${dns.control}/zones/ana.test/records`, ana, 'POST', { add: ['after 60 A 192.0.2.12'] });

@@ -74,8 +74,8 @@ export interface Answer {
 }
 
 // One request to the control endpoint, with a credential (or none), from
-// localAddress when given.
-export function call(url: string, credential: string | undefined, method = 'GET', body?: unknown, localAddress?: string): Promise<Answer> {
+// localAddress when given, with any further header fields.
+export function call(url: string, credential: string | undefined, method = 'GET', body?: unknown, localAddress?: string, headers: Record<string, string> = {}): Promise<Answer> {
   const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   return new Promise((resolve, reject) => {
     const req = request(
@@ -86,6 +86,7 @@ export function call(url: string, credential: string | undefined, method = 'GET'
         headers: {
           ...(credential !== undefined && { authorization: `Bearer ${credential}` }),
           ...(data && { 'content-type': 'application/json', 'content-length': data.length }),
+          ...headers,
         },
         timeout: 10_000,
       },
