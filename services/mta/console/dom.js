@@ -76,7 +76,7 @@ export function headerText(raw, none) {
 export async function getJson(path) {
   const response = await fetch(path, { headers: { accept: 'application/json' } });
   const body = await response.json().catch(() => undefined);
-  if (!response.ok) throw new Error(body?.error ?? `${path}: HTTP ${response.status}`);
+  if (!response.ok) throw Object.assign(new Error(body?.error ?? `${path}: HTTP ${response.status}`), { status: response.status });
   return body;
 }
 
