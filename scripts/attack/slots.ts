@@ -15,7 +15,8 @@ const OTHER = '127.0.2.10'; // mta.sender.test, another MTA
 const SMTP_PER_ADDRESS = 30; // limits.clientsPerAddress in instances/receiver.yaml
 const HTTP_SLOW_CLIENTS = 64;
 const HTTP_PER_ADDRESS = 32; // services/lib/http.ts: half the 64 connections
-const HTTP_HEADERS_TIMEOUT_MS = 3000;
+const HTTP_HEADERS_TIMEOUT_MS = 3000; // checked every 0.5 s: a slow client goes 3 to 3.5 s after it came
+const HTTP_DROPPED_WITHIN_MS = 5000;
 const DNS_TCP_PER_ADDRESS = 64; // services/dns/server.ts, DNS_TCP_CLIENTS_PER_ADDRESS
 const DNS_TCP_IDLE_MS = 10_000; // DNS_TCP_IDLE_MS
 const UNREAD_QUERIES = 40_000;
@@ -54,7 +55,7 @@ const smtpSessions: Attack = {
 const slowHeaders: Attack = {
   item: 9,
   name: `${HTTP_SLOW_CLIENTS} slow-header HTTP clients on the receiver's API from one address`,
-  expected: `${HTTP_PER_ADDRESS} held, the others closed at once; a request from another address answered 200 within 1 s; the held ones answered 408 and closed within ${HTTP_HEADERS_TIMEOUT_MS / 1000 + 1} s`,
+  expected: `${HTTP_PER_ADDRESS} held, the others closed at once; a request from another address answered 200 within 1 s; the held ones answered 408 and closed within ${HTTP_DROPPED_WITHIN_MS / 1000} s (${HTTP_HEADERS_TIMEOUT_MS / 1000} s to send a request header)`,
   async run(lab) {
     const at = lab.at('receiver', 'api');
     const started = performance.now();
@@ -66,12 +67,12 @@ const slowHeaders: Attack = {
     const asked = performance.now();
     const answer = await rawHttp(at, `GET /api/health HTTP/1.1\r\nHost: ${at.host}\r\nConnection: close\r\n\r\n`, OTHER);
     const answeredIn = Math.round(performance.now() - asked);
-    await Promise.race([Promise.all(clients.map((c) => c.closed)), sleep(HTTP_HEADERS_TIMEOUT_MS + 3000)]);
+    await Promise.race([Promise.all(clients.map((c) => c.closed)), sleep(HTTP_DROPPED_WITHIN_MS + 1000)]);
     const held = clients.filter((c) => c.closedAfter === undefined || c.closedAfter > 500);
     const slowest = Math.max(...held.map((c) => c.closedAfter ?? Infinity));
     const timedOut = held.filter((c) => /^HTTP\/1\.1 408 /.test(c.text)).length;
     return outcome(
-      atOnce === HTTP_SLOW_CLIENTS - HTTP_PER_ADDRESS && answer.status === 200 && answeredIn < 1000 && timedOut === held.length && slowest <= HTTP_HEADERS_TIMEOUT_MS + 1000,
+      atOnce === HTTP_SLOW_CLIENTS - HTTP_PER_ADDRESS && answer.status === 200 && answeredIn < 1000 && timedOut === held.length && slowest <= HTTP_DROPPED_WITHIN_MS,
       `${atOnce} closed at once, ${held.length} held; 192.0.2.10 answered ${answer.status} in ${answeredIn} ms; the held ones: ${timedOut} × 408, the last closed after ${slowest === Infinity ? 'never' : `${(slowest / 1000).toFixed(1)} s`}`,
     );
   },
