@@ -35,8 +35,8 @@
 import type { IncomingMessage, Server } from 'node:http';
 import type { Logger } from '../lib/log.ts';
 import type { Endpoint } from '../lib/config.ts';
-import type { Identity } from '../lib/classroom.ts';
-import { HttpError, readJson, startHttp } from '../lib/http.ts';
+import { connectionsFor, type Identity } from '../lib/classroom.ts';
+import { HttpError, MAX_CONNECTIONS, readJson, startHttp } from '../lib/http.ts';
 import type { DnsServer } from './server.ts';
 import { ControlAccess } from './control-access.ts';
 import { SerialConflict, type StudentZones } from './student-zones.ts';
@@ -53,7 +53,7 @@ const ZONE_ROUTE = /^\/zones\/([^/]+)(\/records)?$/;
 // students: the class's zones, in classroom mode.
 export function startControl(dns: DnsServer, listen: Endpoint, log: Logger, students?: StudentZones): Promise<Server> {
   const access = students && new ControlAccess(students.classroom);
-  return startHttp(listen, NAMES, (request, url) => handle(dns, request, url, log, students && access && { students, access }));
+  return startHttp(listen, NAMES, (request, url) => handle(dns, request, url, log, students && access && { students, access }), connectionsFor(students?.classroom, MAX_CONNECTIONS));
 }
 
 interface Class {

@@ -26,6 +26,13 @@ export const MAILBOXES_AT = 'receiver';
 export const SUBMISSION_AT = 'sender';
 
 const LABEL = /^[a-z0-9]([a-z0-9-]{0,28}[a-z0-9])?$/;
+
+// A class at work opens more connections than a lab's few tools: every
+// student's console holds a stream of events and fetches beside it. The
+// HTTP servers (MTA API, DNS control) take these many at once, and the API
+// this many live consoles; each client address stays limited (lib/http.ts).
+export const connectionsFor = (classroom: Classroom | undefined, base: number) => base + 4 * (classroom?.students.length ?? 0);
+export const consolesFor = (classroom: Classroom | undefined, base: number) => base + 2 * (classroom?.students.length ?? 0);
 const MAX_STUDENTS = 500;
 
 export interface Student {

@@ -7,11 +7,11 @@ import { isIP, type Socket } from 'node:net';
 import type { Endpoint } from './config.ts';
 
 const MAX_BODY = 64 * 1024;
-const MAX_CONNECTIONS = 64;
-// One client address may hold only half the slots, so that one client cannot
-// lock out the rest; half leaves it room for the 16 event streams the API
+export const MAX_CONNECTIONS = 64; // a server's own default; a class needs more (classroom.ts)
+// One client address may hold only 32 connections, so that one client cannot
+// lock out the rest; that leaves it room for the 16 event streams the API
 // allows (events.ts) and requests beside them.
-const MAX_CONNECTIONS_PER_ADDRESS = MAX_CONNECTIONS / 2;
+const MAX_CONNECTIONS_PER_ADDRESS = 32;
 // A client that has not sent its request header within this time is dropped:
 // a slow-header client holds a slot for seconds, not a minute. Once the
 // request is read, no timeout applies to the answer, so a stream of
@@ -56,7 +56,7 @@ export type Handler = (request: IncomingMessage, url: URL) => Promise<unknown>;
 
 // names: the host names the server is reached by (besides any address and
 // localhost); a request for another name is refused (checkHost).
-export function startHttp(listen: Endpoint, names: string[], handler: Handler): Promise<Server> {
+export function startHttp(listen: Endpoint, names: string[], handler: Handler, connections = MAX_CONNECTIONS): Promise<Server> {
   const server = createServer(
     {
       headersTimeout: HEADERS_TIMEOUT_MS,
@@ -73,7 +73,7 @@ export function startHttp(listen: Endpoint, names: string[], handler: Handler): 
       );
     },
   );
-  server.maxConnections = MAX_CONNECTIONS;
+  server.maxConnections = connections;
   limitPerAddress(server);
   server.on('clientError', refuseUnparsable);
   return new Promise((resolve, reject) => {

@@ -27,9 +27,9 @@
 // (classroom/routes.ts): logins, the student's zone, DKIM keys.
 import type { Server } from 'node:http';
 import type { Endpoint } from '../../lib/config.ts';
-import { HttpError, RawBody, startHttp } from '../../lib/http.ts';
+import { HttpError, MAX_CONNECTIONS, RawBody, startHttp } from '../../lib/http.ts';
 import { htmlPage, MAIL_HTML_POLICY, messageParts } from './body.ts';
-import { LiveEvents } from './events.ts';
+import { LiveEvents, MAX_CLIENTS } from './events.ts';
 import { sendDirect, type DirectContext } from './direct.ts';
 import type { Instance } from '../instance.ts';
 import { recentQueries } from './lab-dns.ts';
@@ -39,7 +39,7 @@ import type { Queue } from '../outbound/queue.ts';
 import type { SessionStore } from '../store/sessions.ts';
 import { consoleFile } from './static.ts';
 import { parseHeaders } from '../smtp/headers.ts';
-import { MAILBOXES_AT } from '../../lib/classroom.ts';
+import { connectionsFor, consolesFor, MAILBOXES_AT } from '../../lib/classroom.ts';
 import { Logins, type Caller } from '../classroom/logins.ts';
 import { classroomRoute, type ClassroomContext } from '../classroom/routes.ts';
 import { EVERYONE, Scope } from '../classroom/scope.ts';
@@ -58,7 +58,7 @@ export interface ApiContext {
 const DISPOSITIONS = ['inbox', 'junk', 'reject', 'defer', 'refused'];
 
 export function startApi(listen: Endpoint, { instance, maildir, sessions, queue, dnsControl, direct, mxWorkers, classroom }: ApiContext): Promise<Server> {
-  const events = new LiveEvents(sessions, queue);
+  const events = new LiveEvents(sessions, queue, consolesFor(classroom?.classroom, MAX_CLIENTS));
   const logins = classroom && new Logins(classroom.classroom);
   // Inside the lab the API is reached by the instance's name (and by any
   // address); no other name, so that DNS rebinding cannot read its mail.
@@ -134,7 +134,7 @@ export function startApi(listen: Endpoint, { instance, maildir, sessions, queue,
     // The DNS decides what a credential may see of its query log.
     if (path === '/api/dns/queries') return recentQueries(dnsControl, url, caller?.credential);
     throw new HttpError(404, `no such endpoint: ${path}`);
-  });
+  }, connectionsFor(classroom?.classroom, MAX_CONNECTIONS));
 
   // The mailboxes on disk that the scope holds; a student at the receiver
   // sees their own two before any mail has come.

@@ -16,7 +16,7 @@ import type { SessionStore } from '../store/sessions.ts';
 const TICK_MS = 250;
 const WATCHED = 50; // the newest sessions compared at each look
 const HEARTBEAT_MS = 15_000; // a comment now and then, so that idle timeouts on the way leave the stream open
-const MAX_CLIENTS = 16; // the API server takes 64 connections: leave room for requests
+export const MAX_CLIENTS = 16; // the API server takes 64 connections: leave room for requests (more with a class: classroom.ts)
 
 interface Look {
   sessions: Map<string, string>; // id -> its summary, as JSON
@@ -39,15 +39,18 @@ export class LiveEvents {
   private last: Look = { sessions: new Map(), queue: '' };
   private looking = false;
 
-  constructor(sessions: SessionStore, queue: Queue) {
+  private maxClients: number;
+
+  constructor(sessions: SessionStore, queue: Queue, maxClients = MAX_CLIENTS) {
     this.sessions = sessions;
     this.queue = queue;
+    this.maxClients = maxClients;
   }
 
   subscribe(scope: Scope = EVERYONE, holds: () => boolean = () => true): Takeover {
     return new Takeover((response) => {
-      if (this.clients.size >= MAX_CLIENTS) {
-        response.writeHead(503, { 'content-type': 'text/plain; charset=utf-8' }).end(`at most ${MAX_CLIENTS} live consoles at once\n`);
+      if (this.clients.size >= this.maxClients) {
+        response.writeHead(503, { 'content-type': 'text/plain; charset=utf-8' }).end(`at most ${this.maxClients} live consoles at once\n`);
         return;
       }
       response.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', 'x-content-type-options': 'nosniff' });
