@@ -294,6 +294,11 @@ test('log out returns to the login screen and the old cookie no longer works; to
   const cookie = (await browser.cookies(consoleOf(receiver))).find((c) => c.name === 'lab_session')!;
   const me = (value: string) => fetch(`${consoleOf(receiver)}api/me`, { headers: { cookie: `lab_session=${value}` } });
   assert.equal((await me(cookie.value)).status, 200);
+  // A second tab of the same login, listening to the event stream.
+  const other = await browser.newPage();
+  other.on('request', (request) => requested.push(request.url()));
+  await other.goto(consoleOf(receiver));
+  await other.getByRole('status').filter({ hasText: 'Live' }).waitFor();
 
   await page.getByRole('button', { name: 'Log out' }).click();
   await page.getByLabel('Your credential').waitFor();
@@ -302,6 +307,11 @@ test('log out returns to the login screen and the old cookie no longer works; to
   assert.equal(await page.locator('#who').innerText(), '');
   assert.equal((await me(cookie.value)).status, 401, 'the old cookie is no login any more');
   assert.equal((await browser.cookies(consoleOf(receiver))).find((c) => c.name === 'lab_session'), undefined, 'and the browser dropped it');
+  // The other tab learns it from its event stream, which ends with the login.
+  await other.getByText('Your login has ended').waitFor();
+  assert.equal(await other.locator('.layout').isVisible(), false);
+  assert.equal(await other.locator('#mailboxes').innerText(), '');
+  await other.close(); // the first tab is in front again (a tab behind is drawn about once a second)
   // A reload still shows the login screen.
   await page.reload();
   await page.getByLabel('Your credential').waitFor();
