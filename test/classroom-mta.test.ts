@@ -137,7 +137,7 @@ test('a browser logs in: an HttpOnly, SameSite=Strict cookie, the CSRF token, /a
   refused(await call(receiver, '/api/sessions'), 401, /^log in: /);
 
   const { cookie, csrf, answer } = await login(receiver, ana);
-  assert.match(String(answer.headers['set-cookie']), /^lab_session=[A-Za-z0-9_-]{43}; HttpOnly; SameSite=Strict; Path=\/; Max-Age=\d+$/);
+  assert.match(String(answer.headers['set-cookie']), /^lab_session_receiver=[A-Za-z0-9_-]{43}; HttpOnly; SameSite=Strict; Path=\/; Max-Age=\d+$/);
   assert.deepEqual(answer.body, { role: 'student', student: { name: 'ana', domain: 'ana.test', address: 'ana@ana.test' }, class: 'MTA test class', csrf });
   assert.match(csrf, /^[A-Za-z0-9_-]{43}$/);
   assert.ok(!answer.text.includes(ana) && !JSON.stringify(answer.headers).includes(ana), 'the answer does not repeat the credential');
@@ -156,15 +156,19 @@ test('a browser logs in: an HttpOnly, SameSite=Strict cookie, the CSRF token, /a
   refused(await call(receiver, '/api/login', { json: { credential: ana }, origin: 'http://evil.example' }), 403, /other origins \(http:\/\/evil\.example\)/);
   refused(await call(receiver, '/api/login', { json: {} }), 400, /credential/);
 
-  // A cookie of the sender is no login at the receiver.
+  // A cookie of the sender is no login at the receiver, even under the receiver's name.
   const elsewhere = await login(sender, ana);
-  refused(await call(receiver, '/api/me', { cookie: elsewhere.cookie }), 401, /login has ended/);
+  assert.match(elsewhere.cookie, /^lab_session_sender=/);
+  refused(await call(receiver, '/api/me', { cookie: elsewhere.cookie.replace('_sender=', '_receiver=') }), 401, /login has ended/);
+  // Both consoles at one host (as under Docker, at 127.0.0.1): the browser sends both cookies, and each login holds.
+  assert.equal((await call(receiver, '/api/me', { cookie: `${elsewhere.cookie}; ${cookie}` })).status, 200);
+  assert.equal((await call(sender, '/api/me', { cookie: `${elsewhere.cookie}; ${cookie}` })).status, 200);
 
   // Logout is a change: it needs the token.
   refused(await call(receiver, '/api/logout', { method: 'POST', cookie }), 403, /X-CSRF-Token/);
   const out = await call(receiver, '/api/logout', { method: 'POST', cookie, csrf });
   assert.equal(out.status, 200);
-  assert.match(String(out.headers['set-cookie']), /^lab_session=; HttpOnly; SameSite=Strict; Path=\/; Max-Age=0$/);
+  assert.match(String(out.headers['set-cookie']), /^lab_session_receiver=; HttpOnly; SameSite=Strict; Path=\/; Max-Age=0$/);
   // The cookie replayed after the logout is nobody's.
   refused(await call(receiver, '/api/me', { cookie }), 401, /login has ended \(logged out/);
   refused(await call(receiver, '/api/sessions', { cookie }), 401, /login has ended/);

@@ -107,7 +107,7 @@ test('the login screen: a wrong credential is refused with a message, the right 
   assert.deepEqual(await page.locator('#mailboxes .mailbox').allInnerTexts(), ['ana@ana.test', 'postmaster@ana.test']);
 
   const cookies = await browser.cookies(consoleOf(receiver));
-  const session = cookies.find((c) => c.name === 'lab_session');
+  const session = cookies.find((c) => c.name === 'lab_session_receiver');
   assert.ok(session, 'the login cookie is set');
   assert.equal(session.httpOnly, true);
   assert.equal(session.sameSite, 'Strict');
@@ -291,8 +291,8 @@ test('log out returns to the login screen and the old cookie no longer works; to
   if (!browser) return;
   const { page, requested } = await watchedPage(browser);
   await logIn(page, receiver, 'ana');
-  const cookie = (await browser.cookies(consoleOf(receiver))).find((c) => c.name === 'lab_session')!;
-  const me = (value: string) => fetch(`${consoleOf(receiver)}api/me`, { headers: { cookie: `lab_session=${value}` } });
+  const cookie = (await browser.cookies(consoleOf(receiver))).find((c) => c.name === 'lab_session_receiver')!;
+  const me = (value: string) => fetch(`${consoleOf(receiver)}api/me`, { headers: { cookie: `lab_session_receiver=${value}` } });
   assert.equal((await me(cookie.value)).status, 200);
   // A second tab of the same login, listening to the event stream.
   const other = await browser.newPage();
@@ -306,7 +306,7 @@ test('log out returns to the login screen and the old cookie no longer works; to
   assert.equal(await page.locator('.layout').isVisible(), false);
   assert.equal(await page.locator('#who').innerText(), '');
   assert.equal((await me(cookie.value)).status, 401, 'the old cookie is no login any more');
-  assert.equal((await browser.cookies(consoleOf(receiver))).find((c) => c.name === 'lab_session'), undefined, 'and the browser dropped it');
+  assert.equal((await browser.cookies(consoleOf(receiver))).find((c) => c.name === 'lab_session_receiver'), undefined, 'and the browser dropped it');
   // The other tab learns it from its event stream, which ends with the login.
   await other.getByText('Your login has ended').waitFor();
   assert.equal(await other.locator('.layout').isVisible(), false);

@@ -18,7 +18,10 @@ import type { Classroom, Identity } from '../../lib/classroom.ts';
 import { HttpError, RawBody, readJson } from '../../lib/http.ts';
 import { AuthThrottle } from '../outbound/auth-throttle.ts';
 
-export const COOKIE = 'lab_session';
+// The cookie is named for its instance: cookies do not tell ports apart, and
+// under Docker every console is at 127.0.0.1, so one name would make a login
+// at the sender's console end the one at the receiver's.
+export const cookieName = (instance: string) => `lab_session_${instance}`;
 const FAILURES = 10;
 const LIFETIME_S = 12 * 3600; // a school day and then some
 const MAX_LOGINS = 10_000; // beyond, the oldest login ends: memory stays bounded
@@ -47,9 +50,11 @@ export class Logins {
   private classroom: Classroom;
   private logins = new Map<string, Login>(); // cookie value -> login, oldest first
   private throttle = new AuthThrottle(FAILURES);
+  private cookie: string;
 
-  constructor(classroom: Classroom) {
+  constructor(classroom: Classroom, instance: string) {
     this.classroom = classroom;
+    this.cookie = cookieName(instance);
   }
 
   // POST /api/login {"credential"}: the cookie, and what /api/me says.
@@ -62,14 +67,14 @@ export class Logins {
     const login = { identity, credential: body.credential, csrf: random(), expires: Date.now() + LIFETIME_S * 1000 };
     this.logins.set(session, login);
     if (this.logins.size > MAX_LOGINS) this.logins.delete(this.logins.keys().next().value!);
-    return json(this.me({ identity, credential: login.credential, session }), { 'set-cookie': `${COOKIE}=${session}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${LIFETIME_S}` });
+    return json(this.me({ identity, credential: login.credential, session }), { 'set-cookie': `${this.cookie}=${session}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${LIFETIME_S}` });
   }
 
   // POST /api/logout: the login ends here, whatever the browser keeps.
   logout(caller: Caller): RawBody {
     if (!caller.session) throw new HttpError(400, 'nothing to log out: this request carries a credential, not a login cookie');
     this.logins.delete(caller.session);
-    return json({ loggedOut: true }, { 'set-cookie': `${COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0` });
+    return json({ loggedOut: true }, { 'set-cookie': `${this.cookie}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0` });
   }
 
   // GET /api/me (and the answer to a login).
@@ -100,7 +105,7 @@ export class Logins {
       if (credential === undefined) throw new HttpError(401, 'log in: the Authorization header must be Bearer <credential>');
       return { identity: this.identify(request, credential), credential };
     }
-    const sessions = cookies(request.headers.cookie, COOKIE);
+    const sessions = cookies(request.headers.cookie, this.cookie);
     const session = sessions.find((s) => this.current(s));
     if (!session) {
       throw new HttpError(401, sessions.length ? 'log in: your login has ended (logged out, expired, or the MTA restarted)' : 'log in: POST /api/login {"credential"} in a browser, or send Authorization: Bearer <credential> (the teacher hands credentials out: npm run lab -- class init)');
