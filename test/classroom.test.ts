@@ -5,10 +5,11 @@
 // test/docker.test.ts runs the same lesson under compose.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { issueCredentials } from '../services/lib/classroom.ts';
 import { readLab, root } from '../scripts/lab/compose.ts';
 import { findPortProblems } from '../scripts/lab/preflight.ts';
@@ -66,6 +67,22 @@ let first: { messageId: string };
 
 test('a student publishes MX, SPF, her DKIM key and DMARC, and her mail passes; another student reads and changes none of it; the teacher sees both', { skip, timeout: 60_000 }, async () => {
   first = await classroomFlow(c);
+});
+
+test("the teacher's tools take the teacher's credential (LAB_TOKEN): the lab CLI and the scenarios; without it they say so", { skip, timeout: 60_000 }, async () => {
+  const run = (args: string[], token?: string) =>
+    promisify(execFile)(process.execPath, args, { cwd: root, env: { ...process.env, LAB_CLASS: classDir, LAB_TOKEN: token ?? '' } }).then(
+      ({ stdout }) => ({ code: 0, stdout, stderr: '' }),
+      (error: { code: number; stdout: string; stderr: string }) => ({ code: error.code, stdout: error.stdout, stderr: error.stderr }),
+    );
+  const refused = await run(['scripts/lab.ts', 'inbox']);
+  assert.notEqual(refused.code, 0);
+  assert.match(refused.stderr, /401 .*set LAB_TOKEN to the teacher's credential/);
+  const inbox = await run(['scripts/lab.ts', 'inbox'], c.credentials.get('teacher'));
+  assert.equal(inbox.code, 0, inbox.stderr);
+  assert.match(inbox.stdout, /ana@ana\.test/);
+  const scenario = await run(['scripts/scenario.ts', 'policy-change', '--json'], c.credentials.get('teacher'));
+  assert.equal(scenario.code, 0, scenario.stdout + scenario.stderr);
 });
 
 test('after a restart of the whole lab her zone, her key and her mail are still there', { skip, timeout: 90_000 }, async () => {

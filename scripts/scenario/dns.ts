@@ -8,7 +8,7 @@
 // expired. Low TTLs on a scenario's overrides (ttl: 1) keep these waits short.
 import { Resolver } from 'node:dns/promises';
 import type { Endpoint } from '../../services/lib/config.ts';
-import { getJson } from '../lab/api.ts';
+import { credentialHeader, getJson } from '../lab/api.ts';
 import { LabError } from '../lab/errors.ts';
 import type { Mx, Target } from './lab.ts';
 import type { DnsChange } from './schema.ts';
@@ -104,7 +104,7 @@ export class ScenarioDns {
   private async call(method: string, path: string, body?: unknown): Promise<void> {
     const response = await fetch(`${this.target.control}${path}`, {
       method,
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', ...credentialHeader() },
       body: body === undefined ? undefined : JSON.stringify(body),
       signal: AbortSignal.timeout(3000),
     });

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { embeddedPort, loopbackTwin } from '../../services/lib/addressing.ts';
 import type { Endpoint } from '../../services/lib/config.ts';
 import type { Instance } from '../../services/mta/instance.ts';
-import { health } from '../lab/api.ts';
+import { credentialHeader, health } from '../lab/api.ts';
 import { composeFile, readLab, root, type LabService } from '../lab/compose.ts';
 import { LabError } from '../lab/errors.ts';
 import { notRunningHint, publishedLab } from '../lab/published.ts';
@@ -155,7 +155,7 @@ async function sendThrough(from: Mta, mx: Mx, envelope: Envelope, raw: Buffer): 
   try {
     response = await fetch(url, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', ...credentialHeader() },
       body: JSON.stringify({ mx, envelope, message: raw.toString('base64') }),
       signal: AbortSignal.timeout(30_000),
     });

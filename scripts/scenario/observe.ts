@@ -2,7 +2,7 @@
 // MTA's API: the session whose transaction carries the message's Message-ID
 // for the recipient, its decision, and the copy it stored.
 import type { SessionRecord, SessionSummary, Transaction } from '../../services/mta/store/sessions.ts';
-import { getJson } from '../lab/api.ts';
+import { credentialHeader, getJson } from '../lab/api.ts';
 import type { Mta } from './lab.ts';
 
 export interface Observed {
@@ -61,7 +61,7 @@ export async function storedCopy(observed: Observed, recipient: string): Promise
 }
 
 export async function rawCopy(mta: Mta, id: string): Promise<Buffer> {
-  const response = await fetch(`${mta.api}api/messages/${encodeURIComponent(id)}/raw`, { signal: AbortSignal.timeout(3000) });
+  const response = await fetch(`${mta.api}api/messages/${encodeURIComponent(id)}/raw`, { headers: credentialHeader(), signal: AbortSignal.timeout(3000) });
   if (!response.ok) throw new Error(`${mta.name} has no message ${id} (${response.status})`);
   return Buffer.from(await response.arrayBuffer());
 }
