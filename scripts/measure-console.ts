@@ -7,10 +7,11 @@
 // what the console fetches: its files, its first pages, a deep page, one
 // message; and, when chromium and playwright-core are there, a real browser
 // from navigation to the first row on screen. Prints milliseconds.
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { startApi } from '../services/mta/api/api.ts';
+import { launchBrowser, whyNoBrowser } from './bench/browser.ts';
 import { loadInstance } from '../services/mta/instance.ts';
 import { Maildir, type Folder } from '../services/mta/store/maildir.ts';
 import { Queue } from '../services/mta/outbound/queue.ts';
@@ -175,15 +176,10 @@ try {
   console.log(`one look of the event stream's timer (sessions.list()): median ${median(looks).toFixed(2)} ms, max ${max(looks).toFixed(2)} ms`);
 
   // A real browser, when there is one: navigation to the first row on screen.
-  const playwright = existsSync('/usr/bin/chromium') && (await import('playwright-core').catch(() => undefined));
-  if (playwright) {
-    const profile = mkdtempSync(join(tmpdir(), 'chromium-profile-'));
-    const browser = await playwright.chromium.launchPersistentContext(profile, {
-      executablePath: '/usr/bin/chromium',
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-    });
+  if (!(await whyNoBrowser())) {
+    const browser = await launchBrowser();
     try {
-      const page = await browser.newPage();
+      const page = await browser.context.newPage();
       for (const [name, hash] of [['sessions', '#/sessions'], ['INBOX', '#/mailbox/alice%40receiver.test/INBOX'], ['one message', `#/message/${encodeURIComponent(message.id)}`]]) {
         const times = [];
         for (let i = 0; i < 5; i++) {
@@ -197,7 +193,6 @@ try {
       }
     } finally {
       await browser.close();
-      rmSync(profile, { recursive: true, force: true });
     }
   }
   server.close();
