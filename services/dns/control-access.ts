@@ -7,20 +7,19 @@
 // Guessing is counted per client address: after 10 failed credentials within
 // 5 minutes, every request from that address that needs a credential gets 429
 // with Retry-After, whatever it carries, until the oldest failure is 5
-// minutes old (as services/mta/outbound/auth-throttle.ts does for SMTP AUTH).
+// minutes old (lib/auth-throttle.ts, as for SMTP AUTH).
 // A success does not clear the count: a student could otherwise reset it
 // between guesses at another's credential.
 import type { IncomingMessage } from 'node:http';
+import { AuthThrottle } from '../lib/auth-throttle.ts';
 import { HttpError } from '../lib/http.ts';
 import type { Classroom, Identity } from '../lib/classroom.ts';
 
 const FAILURES = 10;
-const WINDOW_MS = 5 * 60_000;
-const SWEEP_AT = 1024; // addresses remembered before the stale ones are dropped
 
 export class ControlAccess {
   private classroom: Classroom;
-  private failures = new Map<string, number[]>(); // address -> times of its failures, oldest first
+  private throttle = new AuthThrottle(FAILURES);
 
   constructor(classroom: Classroom) {
     this.classroom = classroom;
@@ -29,9 +28,8 @@ export class ControlAccess {
   // The identity of the request's credential; 429, or 401 with the reason.
   identify(request: IncomingMessage): Identity {
     const address = request.socket.remoteAddress ?? '';
-    const recent = this.recent(address);
-    if (recent.length >= FAILURES) {
-      const wait = Math.max(1, Math.ceil((recent[0] + WINDOW_MS - Date.now()) / 1000));
+    const wait = this.throttle.lockedFor(address);
+    if (wait) {
       throw new HttpError(429, `too many wrong credentials from ${address}: try again in ${wait} s`, { 'retry-after': String(wait) });
     }
     const header = request.headers.authorization;
@@ -39,7 +37,7 @@ export class ControlAccess {
     const credential = /^Bearer +(\S+) *$/i.exec(header)?.[1];
     const identity = credential === undefined ? undefined : this.classroom.identify(credential);
     if (identity) return identity;
-    this.failed(address);
+    this.throttle.failed(address);
     throw new HttpError(401, credential === undefined ? 'log in: the Authorization header must be Bearer <credential>' : "log in: that credential is no one's in this class");
   }
 
@@ -55,18 +53,5 @@ export class ControlAccess {
   checkTeacher(identity: Identity, what: string): void {
     if (identity.role === 'teacher') return;
     throw new HttpError(403, `${what} is the teacher's; you are ${identity.student.name} (${identity.student.domain})`);
-  }
-
-  private failed(address: string): void {
-    if (this.failures.size >= SWEEP_AT) for (const known of [...this.failures.keys()]) this.recent(known);
-    this.failures.set(address, [...this.recent(address), Date.now()]);
-  }
-
-  private recent(address: string): number[] {
-    const since = Date.now() - WINDOW_MS;
-    const recent = (this.failures.get(address) ?? []).filter((at) => at > since);
-    if (recent.length) this.failures.set(address, recent);
-    else this.failures.delete(address);
-    return recent;
   }
 }

@@ -16,7 +16,7 @@ import type { IncomingMessage } from 'node:http';
 import { labAddress } from '../../lib/addressing.ts';
 import type { Classroom, Identity } from '../../lib/classroom.ts';
 import { HttpError, RawBody, readJson } from '../../lib/http.ts';
-import { AuthThrottle } from '../outbound/auth-throttle.ts';
+import { AuthThrottle } from '../../lib/auth-throttle.ts';
 
 // The cookie is named for its instance: cookies do not tell ports apart, and
 // under Docker every console is at 127.0.0.1, so one name would make a login

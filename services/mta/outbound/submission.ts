@@ -15,7 +15,7 @@ import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 's
 import { labAddress } from '../../lib/addressing.ts';
 import type { Classroom, Student } from '../../lib/classroom.ts';
 import type { Logger } from '../../lib/log.ts';
-import { AuthThrottle } from './auth-throttle.ts';
+import { AuthThrottle } from '../../lib/auth-throttle.ts';
 import { checkAuthor, type Author } from '../inbound/author.ts';
 import { headerValue, parseHeaders } from '../smtp/headers.ts';
 import type { Instance } from '../instance.ts';

@@ -5,7 +5,8 @@
 // every AUTH from that address gets the same until its oldest failure is
 // 5 minutes old, whatever the password. A success does not clear the count:
 // a user with one account could otherwise reset it between guesses at another.
-// The classroom's HTTP logins (classroom/logins.ts) count the same way, with
+// The classroom's credentials at the MTA API and the DNS control endpoint
+// (mta/classroom/logins.ts, dns/control-access.ts) count the same way, with
 // 10 failures allowed, and answer without the delays.
 const AUTH_FAILURES = 5;
 const WINDOW_MS = 5 * 60_000;
