@@ -243,6 +243,19 @@ describe('the DNS in classroom mode, attacked', () => {
     assert.equal((await control(`${dns.control}/queries?name=BEN.TEST`, ana)).status, 403);
   });
 
+  test('the throttle is per client address whatever the headers say, and other host names are refused', async () => {
+    const from = '127.0.3.9';
+    for (let i = 0; i < 10; i++) assert.equal((await control(`${dns.control}/classroom`, `ana-${'x'.repeat(20)}`, 'GET', undefined, from)).status, 401);
+    for (const header of ['x-forwarded-for', 'x-real-ip', 'forwarded']) {
+      const answer = await control(`${dns.control}/classroom`, ana, 'GET', undefined, from, { [header]: header === 'forwarded' ? 'for=192.0.2.99' : '192.0.2.99' });
+      assert.equal(answer.status, 429, `${header}: ${JSON.stringify(answer.body)}`);
+    }
+    assert.equal((await control(`${dns.control}/classroom`, ana)).status, 200);
+    assert.equal((await control(`${dns.control}/classroom`, ana, 'GET', undefined, undefined, { host: 'evil.example' })).status, 421);
+    const classList = (await control(`${dns.control}/classroom`, ana)).body;
+    assert.deepEqual(classList.students, [{ name: 'ana', domain: 'ana.test' }]);
+  });
+
   test('an escaped dot makes one label, served as one label or refused', { todo: 'zone-file.ts reads a\\.b as the two labels a.b, and ana\\.test. (one label under the root, outside her zone) as her apex' }, async () => {
     const outside = await put('ana\\.test. 5 A 192.0.2.66');
     assert.equal(outside.status, 400, JSON.stringify(outside.body));
