@@ -73,11 +73,18 @@ export class StudentZones {
 
   // Loads every student's zone (making the missing ones) and serves them in
   // zoneSet, whose zone files are loaded already. A student's domain that is
-  // also a lab zone, or a stored zone that breaks a rule, stops the start.
+  // also a lab zone, lies inside one or holds one, or a stored zone that
+  // breaks a rule, stops the start: with "{student}.receiver.test" the
+  // student named mx would own mx.receiver.test, the receiver's MX host.
   static async open(classroom: Classroom, dataDir: string, zoneSet: ZoneSet, log: Logger): Promise<StudentZones> {
     for (const student of classroom.students) {
+      const clash = (why: string, file: string) => new ClassError(`${classroom.classFile.file}: ${student.domain}, the domain of student ${student.name}, ${why} (${file}): choose another domain pattern`);
       const lab = zoneSet.zones.find((z) => z.origin === student.domain);
-      if (lab) throw new ClassError(`${classroom.classFile.file}: ${student.domain}, the domain of student ${student.name}, is also a lab zone (${lab.file}): choose another domain pattern`);
+      if (lab) throw clash('is also a lab zone', lab.file);
+      const holder = zoneSet.findZone(student.domain);
+      if (holder && holder.origin !== '') throw clash(`lies inside the lab zone ${holder.origin}`, holder.file);
+      const held = zoneSet.zones.find((z) => z.origin.endsWith(`.${student.domain}`));
+      if (held) throw clash(`holds the lab zone ${held.origin}`, held.file);
     }
     const zones = new StudentZones(classroom, join(dataDir, 'zones'), zoneSet, log);
     mkdirSync(zones.dir, { recursive: true });

@@ -76,6 +76,7 @@ interface Token {
   text: string;
   quoted: boolean;
   line: number;
+  escapedDot?: boolean; // \. or \046 in it: a dot that would be part of a label
 }
 
 interface Entry {
@@ -155,14 +156,17 @@ function tokenize(text: string, file: string): Entry[] {
       current().tokens.push({ text: Buffer.from(bytes).toString('latin1'), quoted: true, line: start });
     } else {
       const bytes: number[] = [];
+      let escapedDot = false;
       while (i < text.length && !' \t\r\n;()"'.includes(text[i])) {
         if (text[i] === '\\') {
+          const at = bytes.length;
           i = readEscape(text, i, bytes, fail);
+          escapedDot ||= bytes[at] === 0x2e;
         } else {
           i = readChar(text, i, bytes);
         }
       }
-      current().tokens.push({ text: Buffer.from(bytes).toString('latin1'), quoted: false, line });
+      current().tokens.push({ text: Buffer.from(bytes).toString('latin1'), quoted: false, line, ...(escapedDot && { escapedDot }) });
     }
   }
   if (depth > 0) throw new ZoneSyntaxError(file, depthLine, '"(" is not closed');
@@ -348,6 +352,9 @@ type Fail = (message: string, line?: number) => never;
 function absoluteName(token: Token | undefined, what: string, origin: string | undefined, fail: Fail, keepCase = false): string {
   const normalize = (text: string) => (keepCase ? text.replace(/\.$/, '') : normalizeName(text));
   if (!token) return fail(`expected ${what}`);
+  // Names are kept as text, where every dot separates labels: a dot inside a
+  // label would be read as two labels (a\.b as a.b), so it is refused.
+  if (token.escapedDot) return fail(`${what}: "${token.text}" has an escaped dot (\\. or \\046), a dot inside a label, which the lab does not serve`, token.line);
   let name: string;
   if (token.text === '@') {
     if (origin === undefined) return fail('"@" used before $ORIGIN', token.line);

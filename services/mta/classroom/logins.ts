@@ -24,7 +24,10 @@ import { AuthThrottle } from '../../lib/auth-throttle.ts';
 export const cookieName = (instance: string) => `lab_session_${instance}`;
 const FAILURES = 10;
 const LIFETIME_S = 12 * 3600; // a school day and then some
-const MAX_LOGINS = 10_000; // beyond, the oldest login ends: memory stays bounded
+// Each person's logins are bounded, not everyone's together: past the bound a
+// person's own oldest login ends, so memory stays bounded (the class's size
+// times this) and no one can end anyone else's by logging in again and again.
+const LOGINS_EACH = 20;
 
 interface Login {
   identity: Identity;
@@ -41,6 +44,7 @@ export interface Caller {
   session?: string;
 }
 
+const loginName = (identity: Identity) => (identity.role === 'teacher' ? 'teacher' : identity.student.name);
 const random = () => randomBytes(32).toString('base64url'); // 256 bits
 const sameText = (a: string, b: string) => a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b));
 const json = (value: unknown, headers: Record<string, string> = {}) =>
@@ -66,7 +70,9 @@ export class Logins {
     const session = random();
     const login = { identity, credential: body.credential, csrf: random(), expires: Date.now() + LIFETIME_S * 1000 };
     this.logins.set(session, login);
-    if (this.logins.size > MAX_LOGINS) this.logins.delete(this.logins.keys().next().value!);
+    const who = loginName(identity);
+    const theirs = [...this.logins].filter(([, l]) => loginName(l.identity) === who);
+    if (theirs.length > LOGINS_EACH) this.logins.delete(theirs[0][0]);
     return json(this.me({ identity, credential: login.credential, session }), { 'set-cookie': `${this.cookie}=${session}; HttpOnly; SameSite=Strict; Path=/; Max-Age=${LIFETIME_S}` });
   }
 

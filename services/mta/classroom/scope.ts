@@ -112,8 +112,9 @@ export const EVERYONE = new Scope();
 
 // A session's transcript cut at each MAIL FROM: the part before the first
 // (greeting, EHLO, STARTTLS) stays, a transaction with a recipient of theirs
-// stays (with the other recipients' RCPT commands masked), any other
-// transaction becomes one line that says lines were left out.
+// stays (with the other recipients' RCPT commands masked, and the replies to
+// them cut to their codes: "550 5.1.1 No such mailbox: <address>" would name
+// them), any other transaction becomes one line that says lines were left out.
 function narrowTranscript(transcript: TranscriptLine[], mine: (address: string) => boolean): TranscriptLine[] {
   const parts: TranscriptLine[][] = [[]];
   for (const line of transcript) {
@@ -124,9 +125,13 @@ function narrowTranscript(transcript: TranscriptLine[], mine: (address: string) 
   return parts.flatMap((part, i) => {
     if (i === 0) return part;
     if (!part.some((l) => mine(recipient(l.line) ?? '@'))) return [{ at: part[0].at, line: `[${part.length} lines of a transaction that is not yours left out]` }];
+    let masked = false; // the line before was a RCPT of another's: this is its reply
     return part.map((l) => {
       const address = recipient(l.line);
-      return address === undefined || mine(address) ? l : { at: l.at, line: 'C: RCPT TO:<another recipient, not yours>' };
+      const reply = masked && /^S: (\d{3})/.exec(l.line);
+      masked = address !== undefined && !mine(address);
+      if (masked) return { at: l.at, line: 'C: RCPT TO:<another recipient, not yours>' };
+      return reply ? { at: l.at, line: `S: ${reply[1]} (the reply about another recipient)` } : l;
     });
   });
 }
