@@ -159,6 +159,11 @@ describe('the MTA in classroom mode, attacked by a student', () => {
     const listed = JSON.stringify((await http(sender, '/api/classroom/dkim', { bearer: ana })).body);
     assert.doesNotMatch(listed, /PRIVATE/);
     assert.equal((await http(sender, '/api/classroom/dkim?domain=ben.test', { bearer: ana })).status, 403);
+    // Not as fast as a loop can ask: 10 keys a minute, then 429 with the wait.
+    for (let i = 0; i < 10; i++) assert.equal((await http(sender, '/api/classroom/dkim', { bearer: ben, json: { selector: `k${i}`, algorithm: 'ed25519' } })).status, 200, `key ${i + 1}`);
+    const eleventh = await http(sender, '/api/classroom/dkim', { bearer: ben, json: { selector: 'k0', algorithm: 'ed25519' } });
+    assert.equal(eleventh.status, 429);
+    assert.match(eleventh.body.error, /^10 keys for ben\.test in the last minute: try again in \d+ s$/);
   });
 
   test('logins: no credential in a URL, no login from another origin, a cookie is no login at another instance', async () => {

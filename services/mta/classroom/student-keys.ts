@@ -20,6 +20,9 @@ export const ALGORITHMS = ['rsa-2048', 'ed25519'] as const;
 export type Algorithm = (typeof ALGORITHMS)[number];
 const SELECTOR = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/; // one DNS label: also a file name
 const MAX_SELECTORS = 10; // per student: a key is a few kilobytes, and made on demand
+// Keys made per student and minute: a lesson needs a few; a loop making them
+// as fast as it can (14 RSA keys a second) slowed the other students' mail.
+const KEYS_PER_MINUTE = 10;
 const TTL = 300;
 
 export interface KeyView {
@@ -43,6 +46,7 @@ export class StudentKeys {
   private dir: string;
   private keys = new Map<string, Map<string, Key>>(); // domain -> selector -> key
   private making = new Set<string>(); // domains with a key being made
+  private made = new Map<string, number[]>(); // domain -> when its keys of the last minute were made
 
   // Reads the keys made before, for the class's domains.
   constructor(classroom: Classroom, dir: string) {
@@ -78,6 +82,13 @@ export class StudentKeys {
       throw new HttpError(409, `${domain} has ${MAX_SELECTORS} selectors already (${[...selectors.keys()].join(', ')}): make a new key for one of them instead`);
     }
     if (this.making.has(domain)) throw new HttpError(429, `a key for ${domain} is being made: try again when it is done`, { 'retry-after': '1' });
+    const recent = (this.made.get(domain) ?? []).filter((at) => at > Date.now() - 60_000);
+    this.made.set(domain, recent);
+    if (recent.length >= KEYS_PER_MINUTE) {
+      const wait = Math.ceil((recent[0] + 60_000 - Date.now()) / 1000);
+      throw new HttpError(429, `${KEYS_PER_MINUTE} keys for ${domain} in the last minute: try again in ${wait} s`, { 'retry-after': String(wait) });
+    }
+    recent.push(Date.now());
     this.making.add(domain);
     try {
       const { privateKey, publicKey } = algorithm === 'ed25519' ? await generate('ed25519') : await generate('rsa', { modulusLength: 2048 });
