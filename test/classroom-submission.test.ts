@@ -7,13 +7,13 @@
 // the queue shows her only her own entries.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { issueCredentials, loadClass } from '../services/lib/classroom.ts';
 import { startLab, type LabMta, type TestLab } from './support/lab.ts';
 import { arrival, header, waitFor } from './support/mail.ts';
+import { dkimpyVerify } from './support/dkimpy.ts';
 import { RawSmtp, type Reply } from './support/smtp.ts';
 import { requireTool } from './support/tools.ts';
 
@@ -70,35 +70,6 @@ async function submit(s: { user: string; password: string; mailFrom: string; to:
   } finally {
     await smtp.command('QUIT').catch(() => undefined);
   }
-}
-
-// dkimpy verifies each DKIM-Signature of the message on stdin with the key
-// it asks the lab DNS for (host:port); prints [true, ...].
-const DKIMPY = `
-import json, sys, dkim, dns.resolver
-resolver = dns.resolver.Resolver(configure=False)
-resolver.nameservers = [sys.argv[1]]
-resolver.port = int(sys.argv[2])
-def txt(name, timeout=5):
-    try:
-        answer = resolver.resolve(name.decode(), 'TXT', lifetime=timeout)
-    except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-        return None
-    return b''.join(answer[0].strings)
-message = sys.stdin.buffer.read()
-verifier = dkim.DKIM(message)
-count = sum(1 for name, _ in verifier.headers if name.lower() == b'dkim-signature')
-print(json.dumps([verifier.verify(idx=i, dnsfunc=txt) for i in range(count)]))
-`;
-
-function dkimpyVerify(text: string): Promise<boolean[]> {
-  return new Promise((resolve, reject) => {
-    const child = execFile('/usr/bin/python3', ['-c', DKIMPY, '127.0.2.53', String(lab.dnsPort)], { timeout: 20_000 }, (error, stdout, stderr) => {
-      if (error) reject(new Error(`dkimpy: ${error.message}\n${stderr}`));
-      else resolve(JSON.parse(stdout));
-    });
-    child.stdin!.end(Buffer.from(text, 'latin1'));
-  });
 }
 
 const signatures = (text: string) => [...text.slice(0, text.indexOf('\r\n\r\n')).matchAll(/^DKIM-Signature:.*(?:\r\n[ \t].*)*/gim)].map((m) => m[0].replace(/\s+/g, ''));
@@ -158,8 +129,8 @@ test('a student publishes her records through the console API, makes a DKIM key,
   assert.equal(record.transactions[0].checks.dmarc.result, 'pass');
 
   if (!requireTool(t, '/usr/bin/dkimverify', 'python3-dkim')) return;
-  assert.deepEqual(await dkimpyVerify(signed), [true, true]);
-  assert.deepEqual(await dkimpyVerify(signed.replace('Subject: with-her-key', 'Subject: with-his-key')), [false, false]);
+  assert.deepEqual(await dkimpyVerify(signed, `127.0.2.53:${lab.dnsPort}`), [true, true]);
+  assert.deepEqual(await dkimpyVerify(signed.replace('Subject: with-her-key', 'Subject: with-his-key'), `127.0.2.53:${lab.dnsPort}`), [false, false]);
 });
 
 test("a student sends only as her own domain: another student's or the lab's is 553 or 550 naming hers; the teacher's credential and another's log in nowhere", async () => {

@@ -4,7 +4,6 @@
 // header list and time, gives the RFC's signature values.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { createHash, createPrivateKey, sign } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,6 +13,7 @@ import { checkInstance } from '../services/mta/instance.ts';
 import { Signer } from '../services/mta/outbound/sign.ts';
 import { startLab, type LabMta, type TestLab } from './support/lab.ts';
 import { arrival, message, submit } from './support/mail.ts';
+import { dkimpyVerify } from './support/dkimpy.ts';
 import { requireTool } from './support/tools.ts';
 
 const fixtures = new URL('./fixtures/dkim-rfc8463/', import.meta.url).pathname;
@@ -43,41 +43,6 @@ after(async () => {
   await lab.close();
   rmSync(keyDir, { recursive: true, force: true });
 });
-
-// dkimpy verifies each DKIM-Signature of the message on stdin, asking for
-// keys either the lab DNS (host:port) or a dns.json file; prints [true, ...].
-const DKIMPY = `
-import json, sys, dkim, dns.resolver
-where = sys.argv[1]
-if where.endswith('.json'):
-    records = {name: ''.join(value['TXT'][0]).encode() for name, value in json.load(open(where)).items()}
-    def txt(name, timeout=5):
-        return records.get(name.decode().rstrip('.'))
-else:
-    resolver = dns.resolver.Resolver(configure=False)
-    resolver.nameservers = [where.rsplit(':', 1)[0]]
-    resolver.port = int(where.rsplit(':', 1)[1])
-    def txt(name, timeout=5):
-        try:
-            answer = resolver.resolve(name.decode(), 'TXT', lifetime=timeout)
-        except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
-            return None
-        return b''.join(answer[0].strings)
-message = sys.stdin.buffer.read()
-verifier = dkim.DKIM(message)
-count = sum(1 for name, _ in verifier.headers if name.lower() == b'dkim-signature')
-print(json.dumps([verifier.verify(idx=i, dnsfunc=txt) for i in range(count)]))
-`;
-
-function dkimpyVerify(text: string, keysFrom: string): Promise<boolean[]> {
-  return new Promise((resolve, reject) => {
-    const child = execFile('/usr/bin/python3', ['-c', DKIMPY, keysFrom], { timeout: 20_000 }, (error, stdout, stderr) => {
-      if (error) reject(new Error(`dkimpy: ${error.message}\n${stderr}`));
-      else resolve(JSON.parse(stdout));
-    });
-    child.stdin!.end(Buffer.from(text, 'latin1'));
-  });
-}
 
 // The DKIM-Signature fields of a message, in order, as written.
 function signatureFields(text: string): string[] {
