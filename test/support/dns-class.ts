@@ -5,7 +5,6 @@
 // speak from a loopback address of the test's choosing (failures are counted
 // per client address).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { request } from 'node:http';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -67,45 +66,5 @@ export async function startDns(env: Record<string, string>): Promise<RunningDns>
   };
 }
 
-export interface Answer {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: any;
-}
-
-// One request to the control endpoint, with a credential (or none), from
-// localAddress when given, with any further header fields.
-export function call(url: string, credential: string | undefined, method = 'GET', body?: unknown, localAddress?: string, headers: Record<string, string> = {}): Promise<Answer> {
-  const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-  return new Promise((resolve, reject) => {
-    const req = request(
-      url,
-      {
-        method,
-        localAddress,
-        headers: {
-          ...(credential !== undefined && { authorization: `Bearer ${credential}` }),
-          ...(data && { 'content-type': 'application/json', 'content-length': data.length }),
-          ...headers,
-        },
-        timeout: 10_000,
-      },
-      (response) => {
-        let text = '';
-        response.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
-        response.on('end', () => {
-          let parsed: unknown = text;
-          try {
-            parsed = JSON.parse(text);
-          } catch {
-            // not JSON: kept as text
-          }
-          resolve({ status: response.statusCode!, headers: response.headers, body: parsed });
-        });
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error(`${method} ${url}: no answer within 10 s`)));
-    req.on('error', reject);
-    req.end(data);
-  });
-}
+// The control endpoint's client (scripts/bench/json-request.ts).
+export { call, type Answer } from '../../scripts/bench/json-request.ts';
