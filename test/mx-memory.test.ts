@@ -54,8 +54,8 @@ after(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-async function open(): Promise<RawSmtp> {
-  const { smtp, greeting } = await RawSmtp.open(host, mxPort, client);
+async function open(from = client): Promise<RawSmtp> {
+  const { smtp, greeting } = await RawSmtp.open(host, mxPort, from);
   assert.equal(greeting.code, 220);
   return smtp;
 }
@@ -144,37 +144,52 @@ describe('one message', () => {
 });
 
 describe('many messages at once', () => {
-  const MESSAGES_IN_MEMORY = 8; // services/mta/inbound/mx.ts
+  const MESSAGES_IN_MEMORY = 8; // services/mta/smtp/message-data.ts
+  const line = Buffer.from(`${'y'.repeat(1022)}\r\n`);
+  const chunk = Buffer.concat(Array.from({ length: 1024 }, () => line)); // 1 MiB
+  const mebibytes = () => Math.floor((0.9 * messageSize) / chunk.length);
+  // A session in DATA from this address, its message begun.
+  const start = async (n: number, from = client) => {
+    const smtp = await open(from);
+    assert.equal((await smtp.command('EHLO mta.attacker.test')).code, 250);
+    assert.equal((await smtp.command('MAIL FROM:<mallory@attacker.test>')).code, 250);
+    assert.equal((await smtp.command('RCPT TO:<bob@receiver.test>')).code, 250);
+    assert.equal((await smtp.command('DATA')).code, 354);
+    smtp.write(`From: mallory@attacker.test\r\nSubject: at once ${n}\r\nMessage-ID: <at-once-${n}@attacker.test>\r\n\r\n`);
+    return smtp;
+  };
 
-  test(`${MESSAGES_IN_MEMORY + 1} messages of 90% of the size limit at once: one gets 452 4.3.1, the others 250, and memory is given back`, { timeout: 60_000 }, async () => {
-    const line = Buffer.from(`${'y'.repeat(1022)}\r\n`);
-    const chunk = Buffer.concat(Array.from({ length: 1024 }, () => line)); // 1 MiB
-    const mebibytes = Math.floor((0.9 * messageSize) / chunk.length);
-    const start = async (n: number) => {
-      const smtp = await open();
-      assert.equal((await smtp.command('EHLO mta.attacker.test')).code, 250);
-      assert.equal((await smtp.command('MAIL FROM:<mallory@attacker.test>')).code, 250);
-      assert.equal((await smtp.command('RCPT TO:<bob@receiver.test>')).code, 250);
-      assert.equal((await smtp.command('DATA')).code, 354);
-      smtp.write(`From: mallory@attacker.test\r\nSubject: at once ${n}\r\nMessage-ID: <at-once-${n}@attacker.test>\r\n\r\n`);
-      return smtp;
-    };
+  test(`${MESSAGES_IN_MEMORY + 1} messages of 90% of the size limit at once from 3 clients: one gets 452 4.3.1, the others 250, and memory is given back`, { timeout: 60_000 }, async () => {
+    const clients = ['127.0.2.66', '127.0.2.10', '127.0.2.30'];
     // Every message is being read before any ends: together they are past what the MX holds.
-    const sessions = await Promise.all(Array.from({ length: MESSAGES_IN_MEMORY + 1 }, (_, n) => start(n)));
-    for (let i = 0; i < mebibytes; i++) for (const smtp of sessions) smtp.write(chunk);
+    const sessions = await Promise.all(Array.from({ length: MESSAGES_IN_MEMORY + 1 }, (_, n) => start(n, clients[n % 3])));
+    for (let i = 0; i < mebibytes(); i++) for (const smtp of sessions) smtp.write(chunk);
     for (const smtp of sessions) smtp.write('.\r\n');
     const replies = await Promise.all(sessions.map((smtp) => smtp.read(50_000)));
     const codes = replies.map((r) => r.code);
     assert.deepEqual(codes.filter((c) => c !== 250), [452], replies.map((r) => r.text).join('\n'));
-    assert.match(replies.find((r) => r.code === 452)!.text, /^452 4\.3\.1 Insufficient system storage/);
+    assert.match(replies.find((r) => r.code === 452)!.text, /^452 4\.3\.1 Insufficient system storage: as many messages are being received as are held at once/);
     for (const smtp of sessions) smtp.write('QUIT\r\n');
 
     // All of them ended: the next message is held again.
     const again = await start(MESSAGES_IN_MEMORY + 1);
-    for (let i = 0; i < mebibytes; i++) again.write(chunk);
+    for (let i = 0; i < mebibytes(); i++) again.write(chunk);
     again.write('.\r\n');
     assert.equal((await again.read(50_000)).code, 250);
     assert.equal((await again.command('QUIT')).code, 221);
+  });
+
+  test(`one client holds at most half: its ${MESSAGES_IN_MEMORY / 2 + 1}th message at once gets 452 4.3.1, while another client's is taken`, { timeout: 60_000 }, async () => {
+    const hogs = await Promise.all(Array.from({ length: MESSAGES_IN_MEMORY / 2 + 1 }, (_, n) => start(100 + n)));
+    for (let i = 0; i < mebibytes(); i++) for (const smtp of hogs) smtp.write(chunk);
+    const other = await start(200, '127.0.2.10');
+    for (let i = 0; i < mebibytes(); i++) other.write(chunk);
+    for (const smtp of [...hogs, other]) smtp.write('.\r\n');
+    const replies = await Promise.all(hogs.map((smtp) => smtp.read(50_000)));
+    assert.deepEqual(replies.map((r) => r.code).filter((c) => c !== 250), [452], replies.map((r) => r.text).join('\n'));
+    assert.match(replies.find((r) => r.code === 452)!.text, /^452 4\.3\.1 Insufficient system storage: messages from 192\.0\.2\.66 being received at once hold as much as one client may/);
+    assert.equal((await other.read(50_000)).code, 250, 'the other client is not refused for it');
+    for (const smtp of [...hogs, other]) smtp.write('QUIT\r\n');
   });
 });
 

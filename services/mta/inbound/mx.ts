@@ -13,7 +13,7 @@ import { decide, replyText } from './decide.ts';
 import type { Forwarder, HeldForwards } from '../outbound/forward.ts';
 import { headerValue, parseHeaders } from '../smtp/headers.ts';
 import type { Instance } from '../instance.ts';
-import { MESSAGES_IN_MEMORY, MessageMemory, type MessageData } from '../smtp/message-data.ts';
+import { MessageMemory, type MessageData } from '../smtp/message-data.ts';
 import { splitMailbox, type Delivery, type Maildir } from '../store/maildir.ts';
 import { TranscriptKeeper, type SessionRecord, type SessionWriter, type Transaction } from '../store/sessions.ts';
 import { mailFromRefusal, rcptToRefusal } from '../smtp/smtputf8.ts';
@@ -130,7 +130,7 @@ export function createInbound(ctx: InboundContext): SMTPServer {
   const memory = new MessageMemory(instance.limits.messageSize);
 
   async function receive(stream: SMTPServerDataStream, session: SMTPServerSession, state: Live): Promise<string> {
-    const read = await memory.read(stream);
+    const read = await memory.read(stream, state.clientAddress);
     try {
       return await verifyAndStore(read, session, state);
     } finally {
@@ -163,7 +163,7 @@ export function createInbound(ctx: InboundContext): SMTPServer {
       return refuse(552, '5.3.4', `message exceeds the size limit of ${instance.limits.messageSize} bytes`);
     }
     if (overMemory) {
-      return refuse(452, '4.3.1', `Insufficient system storage: the MX is receiving as many messages as it holds at once (${MESSAGES_IN_MEMORY} of the size limit); try again later`);
+      return refuse(452, '4.3.1', `Insufficient system storage: ${overMemory}; try again later`);
     }
     // RFC 5321 section 2.3.8: lines end in CRLF. A bare LF or CR is how SMTP
     // smuggling hides a second message inside the first, so it is refused.

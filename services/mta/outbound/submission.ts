@@ -20,7 +20,7 @@ import { checkAuthor, type Author } from '../inbound/author.ts';
 import { headerValue, parseHeaders } from '../smtp/headers.ts';
 import type { Instance } from '../instance.ts';
 import { splitMailbox } from '../store/maildir.ts';
-import { MESSAGES_IN_MEMORY, MessageMemory, type MessageData } from '../smtp/message-data.ts';
+import { MessageMemory, type MessageData } from '../smtp/message-data.ts';
 import type { Queue } from './queue.ts';
 import type { Signer } from './sign.ts';
 import { mailFromRefusal, rcptToRefusal } from '../smtp/smtputf8.ts';
@@ -60,7 +60,7 @@ export function createSubmission(ctx: SubmissionContext): SMTPServer {
   const memory = new MessageMemory(instance.limits.messageSize);
 
   async function submit(stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
-    const read = await memory.read(stream);
+    const read = await memory.read(stream, labAddress(session.remoteAddress));
     try {
       return await signAndQueue(read, session);
     } finally {
@@ -70,7 +70,7 @@ export function createSubmission(ctx: SubmissionContext): SMTPServer {
 
   async function signAndQueue({ message: data, oversized, overMemory }: MessageData, session: SMTPServerSession): Promise<string> {
     if (oversized) throw smtpError(552, `5.3.4 Message exceeds the size limit of ${instance.limits.messageSize} bytes`);
-    if (overMemory) throw smtpError(452, `4.3.1 Insufficient system storage: as many messages are being submitted as are held at once (${MESSAGES_IN_MEMORY} of the size limit); try again later`);
+    if (overMemory) throw smtpError(452, `4.3.1 Insufficient system storage: ${overMemory}; try again later`);
     // Line ends can be mended (below); a NUL cannot, and no MX should get one.
     const nul = data.indexOf(0);
     if (nul !== -1) throw smtpError(550, `5.6.0 NUL byte in message data at byte ${nul}: a message has none (RFC 5322 section 2.3, RFC 2045 section 2.8)`);

@@ -5,6 +5,8 @@
 // that size: past it, a message is read and dropped too, and the caller
 // answers 452 4.3.1, as for a full disk; the client tries again later. 100
 // clients with 10 MiB each are 1 GiB, which a classroom laptop cannot spare.
+// One client address may hold only half of that: one client trickling a few
+// large messages cannot make every other's be refused.
 import type { SMTPServerDataStream } from 'smtp-server';
 
 export const MESSAGES_IN_MEMORY = 8;
@@ -13,12 +15,13 @@ export interface MessageData {
   message: Buffer; // what was kept: all of it, unless oversized or overMemory
   size: number; // bytes the client sent
   oversized: boolean;
-  overMemory: boolean;
+  overMemory?: string; // why it was dropped for memory, as the 452 says it
   release(): void; // gives the message's share of memory back, once it is handled
 }
 
 export class MessageMemory {
   private held = 0;
+  private heldBy = new Map<string, number>(); // client address -> bytes its messages hold
   private limit: number;
   private messageSize: number;
 
@@ -27,28 +30,37 @@ export class MessageMemory {
     this.limit = MESSAGES_IN_MEMORY * messageSize;
   }
 
-  async read(stream: SMTPServerDataStream): Promise<MessageData> {
+  async read(stream: SMTPServerDataStream, client: string): Promise<MessageData> {
     let chunks: Buffer[] = [];
     let kept = 0;
     let size = 0;
-    let overMemory = false;
+    let overMemory: string | undefined;
+    const hold = (bytes: number) => {
+      this.held += bytes;
+      const theirs = (this.heldBy.get(client) ?? 0) + bytes;
+      if (theirs) this.heldBy.set(client, theirs);
+      else this.heldBy.delete(client);
+    };
     const release = () => {
-      this.held -= kept;
+      hold(-kept);
       kept = 0;
     };
     try {
       for await (const chunk of stream as AsyncIterable<Buffer>) {
         size += chunk.length;
         if (overMemory || kept + chunk.length > this.messageSize) continue;
-        if (this.held + chunk.length > this.limit) {
-          overMemory = true;
+        const all = this.held + chunk.length > this.limit;
+        if (all || (this.heldBy.get(client) ?? 0) + chunk.length > this.limit / 2) {
+          overMemory = all
+            ? `as many messages are being received as are held at once (${MESSAGES_IN_MEMORY} of the size limit)`
+            : `messages from ${client} being received at once hold as much as one client may (${MESSAGES_IN_MEMORY / 2} of the size limit)`;
           release();
           chunks = [];
           continue;
         }
         chunks.push(chunk);
         kept += chunk.length;
-        this.held += chunk.length;
+        hold(chunk.length);
       }
     } catch (error) {
       release();
