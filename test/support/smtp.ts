@@ -66,6 +66,11 @@ export class RawSmtp {
     this.socket.write(data);
   }
 
+  // Resolves once everything written so far is handed to the system.
+  drained(): Promise<void> {
+    return this.socket.writableLength === 0 ? Promise.resolve() : new Promise((resolve) => this.socket.once('drain', () => resolve()));
+  }
+
   async command(line: string): Promise<Reply> {
     this.write(`${line}\r\n`);
     return this.read();
