@@ -1,7 +1,7 @@
 // npm run lab -- class init: gives the class its credentials (services/lib/classroom.ts).
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ClassError, CLASS_FILE, issueCredentials, TEACHER } from '../../services/lib/classroom.ts';
+import { ClassError, CLASS_FILE, GRADER, GRADER_FILE, issueCredentials, TEACHER } from '../../services/lib/classroom.ts';
 import { LabError } from './errors.ts';
 import { table } from './table.ts';
 
@@ -15,6 +15,11 @@ each student who has none yet. The new credentials are printed once: hand each
 student theirs. The lab keeps only their hashes (DIR/credentials.json), so a
 lost credential cannot be shown again; --reset NAME issues a new one for NAME
 (the old one stops working), --reset-all for everyone.
+
+It also makes the lab's own credential, "${GRADER}", when DIR has none: the
+exercise checks use it to act as the teacher and to submit mail for a student.
+The lab reads it itself, from DIR/${GRADER_FILE} (mode 0644, for the services'
+user under Docker); --reset ${GRADER} makes a new one.
 
 A student logs in to the consoles with the credential, submits mail at the
 sender as <name>@<domain> with it as the password, and edits their zone with
@@ -36,10 +41,12 @@ export async function run(argv: string[]): Promise<number> {
     if (error instanceof ClassError) throw new LabError(error.message, 2);
     throw error;
   }
-  const { classFile, issued } = result;
+  const { classFile, issued, grader } = result;
   process.stdout.write(`${classFile.name}: ${classFile.students.length} students (${classFile.file})\n\n`);
+  if (grader === 'issued') process.stdout.write(`The lab's own credential for the exercise checks ("${GRADER}") is new: ${join(dir, GRADER_FILE)}.\n\n`);
   if (issued.size === 0) {
-    process.stdout.write('Everyone already has a credential: nothing new. (--reset NAME issues a new one.)\n');
+    if (grader === 'issued') process.stdout.write('Everyone already has a credential. Start or restart the lab now: it reads the class when it starts.\n');
+    else process.stdout.write('Everyone already has a credential: nothing new. (--reset NAME issues a new one.)\n');
     return 0;
   }
   const rows = [...issued].map(([name, credential]) => {

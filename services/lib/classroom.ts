@@ -3,7 +3,10 @@
 // run lab -- class init` gives the teacher and each student a credential,
 // printed once and kept here only as a hash. The DNS, the sender and the
 // receiver read both from the class directory (LAB_CLASS_DIR), so that each
-// checks a credential by itself, with nothing shared at run time.
+// checks a credential by itself, with nothing shared at run time. `init`
+// also makes the lab's own credential, the grader's, which the exercise
+// checks use as the teacher's and to submit mail for a student; the lab
+// needs it itself, so it is kept in the class directory (grader.credential).
 //
 // class.yaml:
 //   name: Mail security 101          # shown in the console
@@ -13,13 +16,15 @@
 //
 // A mistake is reported as `file:line: key: what was expected`, like the scenarios'.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 
 export const CLASS_FILE = 'class.yaml';
 export const CREDENTIALS_FILE = 'credentials.json';
 export const TEACHER = 'teacher';
+export const GRADER = 'grader';
+export const GRADER_FILE = 'grader.credential';
 // Instances with a part in the class (DESIGN.md, "The lab world"): students'
 // mailboxes are at the receiver, their submission and DKIM keys at the sender.
 export const MAILBOXES_AT = 'receiver';
@@ -47,7 +52,8 @@ export interface ClassFile {
   students: Student[];
 }
 
-export type Identity = { role: 'teacher' } | { role: 'student'; student: Student };
+// The grader (the lab's exercise checks) may do what the teacher may.
+export type Identity = { role: 'teacher'; grader?: true } | { role: 'student'; student: Student };
 
 export class ClassError extends Error {}
 
@@ -105,6 +111,7 @@ export function loadClassFile(file: string): ClassFile {
   const seen = new Set<string>();
   names.forEach((name, i) => {
     if (name === TEACHER) fail(['students', i], `"${TEACHER}" is the teacher's login: give the student another name`);
+    if (name === GRADER) fail(['students', i], `"${GRADER}" is the lab's own login, for the exercise checks: give the student another name`);
     if (seen.has(name)) fail(['students', i], `${name} is listed twice`);
     seen.add(name);
   });
@@ -123,14 +130,29 @@ export function loadClass(dir: string | undefined): Classroom | undefined {
   const classFile = loadClassFile(join(dir, CLASS_FILE));
   const file = join(dir, CREDENTIALS_FILE);
   if (!existsSync(file)) throw new ClassError(`${file}: missing: run \`npm run lab -- class init\` to give the class its credentials`);
-  return new Classroom(classFile, readCredentials(file));
+  const credentials = readCredentials(file);
+  // A class made before the grader existed has none: the lab runs, without checks.
+  const graderFile = join(dir, GRADER_FILE);
+  const grader = existsSync(graderFile) ? readGrader(graderFile) : undefined;
+  if (grader !== undefined && credentials.hashes[GRADER] !== hash(grader)) {
+    throw new ClassError(`${graderFile}: not the grader credential that ${file} knows: run \`npm run lab -- class init\` to make a new one`);
+  }
+  return new Classroom(classFile, credentials, grader);
+}
+
+function readGrader(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch (error) {
+    throw new ClassError(`${file}: cannot read: ${(error as Error).message}`);
+  }
 }
 
 // The credentials file: a SHA-256 of each credential, never the credential.
 // A credential is 120 random bits, so a fast hash is as good as a slow one.
 interface Credentials {
   version: 1;
-  hashes: Record<string, string>; // login name (teacher or a student) -> hex SHA-256
+  hashes: Record<string, string>; // login name (teacher, grader or a student) -> hex SHA-256
 }
 
 function readCredentials(file: string): Credentials {
@@ -146,16 +168,19 @@ function readCredentials(file: string): Credentials {
 
 const SECRET = 20; // characters after "<name>-" in a credential
 const hash = (credential: string) => createHash('sha256').update(credential).digest('hex');
+const newCredential = (name: string) => `${name}-${randomBytes(15).toString('base64url').replace(/[-_]/g, 'x')}`; // SECRET characters
 
 export class Classroom {
   readonly classFile: ClassFile;
+  readonly grader: string | undefined; // the grader credential, for the lab's own checks
   private credentials: Credentials;
   private byName: Map<string, Student>;
   private byDomain: Map<string, Student>;
 
-  constructor(classFile: ClassFile, credentials: Credentials) {
+  constructor(classFile: ClassFile, credentials: Credentials, grader?: string) {
     this.classFile = classFile;
     this.credentials = credentials;
+    this.grader = grader;
     this.byName = new Map(classFile.students.map((s) => [s.name, s]));
     this.byDomain = new Map(classFile.students.map((s) => [s.domain, s]));
   }
@@ -191,6 +216,7 @@ export class Classroom {
     if (!expected) return undefined;
     if (!timingSafeEqual(Buffer.from(hash(credential), 'hex'), Buffer.from(expected, 'hex'))) return undefined;
     if (name === TEACHER) return { role: 'teacher' };
+    if (name === GRADER) return { role: 'teacher', grader: true };
     const student = this.byName.get(name);
     return student && { role: 'student', student };
   }
@@ -198,31 +224,51 @@ export class Classroom {
 
 // `class init`: a credential for the teacher and each student who has none
 // (all, or the names given, with reset). Returns the new credentials, to be
-// printed once; the file keeps their hashes only.
-export function issueCredentials(dir: string, reset: string[] | 'all' = []): { classFile: ClassFile; issued: Map<string, string> } {
+// printed once; the file keeps their hashes only. The grader credential is
+// made when the class directory has none (or a reset names it) and kept in
+// the directory, where the services read it.
+export function issueCredentials(dir: string, reset: string[] | 'all' = []): { classFile: ClassFile; issued: Map<string, string>; grader: 'issued' | 'kept' } {
   const classFile = loadClassFile(join(dir, CLASS_FILE));
   const file = join(dir, CREDENTIALS_FILE);
   const existing = existsSync(file) ? readCredentials(file) : { version: 1 as const, hashes: {} };
   const names = [TEACHER, ...classFile.students.map((s) => s.name)];
   for (const name of reset === 'all' ? [] : reset) {
-    if (!names.includes(name)) throw new ClassError(`${name}: not in ${classFile.file} (the teacher is "${TEACHER}")`);
+    if (!names.includes(name) && name !== GRADER) throw new ClassError(`${name}: not in ${classFile.file} (the teacher is "${TEACHER}", the lab's checks "${GRADER}")`);
   }
+  const renew = (name: string) => reset === 'all' || reset.includes(name);
   const issued = new Map<string, string>();
   const hashes: Record<string, string> = {};
   for (const name of names) {
-    const keep = reset !== 'all' && !reset.includes(name) && existing.hashes[name];
+    const keep = !renew(name) && existing.hashes[name];
     if (keep) {
       hashes[name] = keep;
       continue;
     }
-    const credential = `${name}-${randomBytes(15).toString('base64url').replace(/[-_]/g, 'x')}`; // SECRET characters
+    const credential = newCredential(name);
     issued.set(name, credential);
     hashes[name] = hash(credential);
   }
   // Students no longer in the class file lose their credential.
+  const graderFile = join(dir, GRADER_FILE);
+  const current = existsSync(graderFile) ? readGrader(graderFile) : '';
+  const keepGrader = !renew(GRADER) && current !== '' && existing.hashes[GRADER] === hash(current);
+  if (keepGrader) {
+    hashes[GRADER] = existing.hashes[GRADER];
+  } else {
+    const grader = newCredential(GRADER);
+    writeReadable(graderFile, `${grader}\n`);
+    hashes[GRADER] = hash(grader);
+  }
+  // Hashes of 120 random bits reveal nothing.
+  writeReadable(file, `${JSON.stringify({ version: 1, hashes } satisfies Credentials, null, 2)}\n`);
+  return { classFile, issued, grader: keepGrader ? 'kept' : 'issued' };
+}
+
+// Mode 0644 whatever the umask: under Docker the services run as user node
+// and read the class directory, mounted read-only, as it is on the host.
+function writeReadable(file: string, text: string): void {
   const temporary = `${file}.tmp`;
-  // Readable by the services' user in the containers: hashes of 120 random bits reveal nothing.
-  writeFileSync(temporary, `${JSON.stringify({ version: 1, hashes } satisfies Credentials, null, 2)}\n`, { mode: 0o644 });
+  writeFileSync(temporary, text, { mode: 0o644 });
+  chmodSync(temporary, 0o644);
   renameSync(temporary, file);
-  return { classFile, issued };
 }
