@@ -6,14 +6,17 @@
 // From:, and From: must name one author, read as the MX reads it (author.ts).
 // In classroom mode (at the sender) each student logs in as <name>@<domain>
 // with their credential and sends as any address at their own domain, and
-// only there; the teacher's credential is no mailbox's and logs in nowhere.
+// only there; the teacher's credential is no mailbox's and logs in nowhere,
+// except for a student: AUTH PLAIN with the student's address as the
+// authorization identity (RFC 4616) and `teacher` or `grader` with that
+// credential logs in as the student (the exercise checks send their mail so).
 import '../smtp/command-lines.ts';
 import '../smtp/reply-codes.ts';
 import { domainToASCII } from 'node:url';
 import { dkimVerify } from 'mailauth';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import { labAddress } from '../../lib/addressing.ts';
-import type { Classroom, Student } from '../../lib/classroom.ts';
+import { GRADER, TEACHER, type Classroom, type Student } from '../../lib/classroom.ts';
 import type { Logger } from '../../lib/log.ts';
 import { AuthThrottle } from '../../lib/auth-throttle.ts';
 import { checkAuthor, type Author } from '../inbound/author.ts';
@@ -145,12 +148,7 @@ export function createSubmission(ctx: SubmissionContext): SMTPServer {
       const locked = throttle.lockedFor(client);
       if (locked) return callback(lockedOut(locked));
       const login = String(auth.username ?? '').toLowerCase();
-      const [local, domain] = splitMailbox(login);
-      const password = instance.submission.passwords.get(local);
-      const student = studentOf(login);
-      const identity = student && ctx.classroom!.identify(String(auth.password ?? ''));
-      const isStudent = identity?.role === 'student' && identity.student.name === student!.name;
-      if (!isStudent && (!login.includes('@') || !ours(domain) || password === undefined || auth.password !== password)) {
+      const failed = () => {
         const wait = throttle.failed(client);
         if (wait === 'locked') {
           log.warn({ client, login }, 'too many failed logins: address locked out');
@@ -158,8 +156,26 @@ export function createSubmission(ctx: SubmissionContext): SMTPServer {
         }
         // The reply waits; so does every command pipelined behind it.
         setTimeout(() => callback(smtpError(535, '5.7.8 Authentication failed: wrong user name or password')), wait);
-        return;
+      };
+      // An authorization identity other than the login (the same one, or
+      // none, is the login itself): only the teacher and the grader, with
+      // their own credential, and only for a student.
+      const authzid = String(auth.authzid ?? '').toLowerCase();
+      if (ctx.classroom && auth.authcid && authzid && authzid !== login) {
+        const identity = ctx.classroom.identify(String(auth.password ?? ''));
+        const who = identity?.role === 'teacher' ? (identity.grader ? GRADER : TEACHER) : undefined;
+        if (who !== login) return failed();
+        const student = studentOf(authzid);
+        if (!student) return callback(smtpError(535, `5.7.8 Authentication failed: ${authzid} is no student's address: ${login} submits only for a student of the class, as <name>@<domain>`));
+        log.info({ client, login, for: student.address }, `${login} for ${student.address}`);
+        return callback(null, { user: student.address });
       }
+      const [local, domain] = splitMailbox(login);
+      const password = instance.submission.passwords.get(local);
+      const student = studentOf(login);
+      const identity = student && ctx.classroom!.identify(String(auth.password ?? ''));
+      const isStudent = identity?.role === 'student' && identity.student.name === student!.name;
+      if (!isStudent && (!login.includes('@') || !ours(domain) || password === undefined || auth.password !== password)) return failed();
       callback(null, { user: login });
     },
 
