@@ -29,6 +29,8 @@ export const GRADER_FILE = 'grader.credential';
 // mailboxes are at the receiver, their submission and DKIM keys at the sender.
 export const MAILBOXES_AT = 'receiver';
 export const SUBMISSION_AT = 'sender';
+// Each student's alias and mailing list are at the forwarder (forward.ts).
+export const FORWARDING_AT = 'forwarder';
 
 const LABEL = /^[a-z0-9]([a-z0-9-]{0,28}[a-z0-9])?$/;
 

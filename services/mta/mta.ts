@@ -68,7 +68,7 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
     log.warn({ queueId: id, messageId, recipients, startedAt }, `delivery of ${id} was under way when the MTA stopped (crash or kill): delivering again, a second copy is possible`);
   }
   const worker = new DeliveryWorker(instance, queue, resolver, options.outbound, log);
-  const forwarder = new Forwarder(instance, queue, options.keyDir, log);
+  const forwarder = new Forwarder(instance, queue, options.keyDir, log, classroom);
   const closing = new Set<Promise<void>>();
   let mx: MxWorkers;
   if ((options.mxWorkers ?? 1) > 1) {

@@ -143,7 +143,7 @@ export async function runMxWorker(options: MtaOptions): Promise<void> {
     resolver: new LabResolver(options.dns),
     maildir: new Maildir(join(options.dataDir, 'mail'), instance.hostname),
     sessions,
-    forwarder: new Forwarder(instance, enqueue, options.keyDir, log),
+    forwarder: new Forwarder(instance, enqueue, options.keyDir, log, options.classroom),
     queued: () => undefined, // the first process hears of each queued message from enqueue
     closing,
     log,

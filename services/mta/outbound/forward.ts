@@ -7,9 +7,13 @@
 // - SRS puts the forwarder's domain in the envelope sender, and routes
 //   bounces to such an address back to the original sender;
 // - an ARC seal records what the forwarder verified before it changed things.
+// In classroom mode the forwarder also has, for each student, an alias
+// <name>@ and a list <name>-list@ at its domain, both to the student alone,
+// so that each student can send their own mail through either.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sealMessage } from 'mailauth';
+import { FORWARDING_AT, type Classroom } from '../../lib/classroom.ts';
 import type { Logger } from '../../lib/log.ts';
 import type { Instance, MailingList } from '../instance.ts';
 import type { Enqueue, QueueEntry } from './queue.ts';
@@ -42,13 +46,19 @@ export class Forwarder {
   private instance: Instance;
   private queue: Enqueue;
   private log: Logger;
+  private aliases: Map<string, string[]>;
+  private lists: Map<string, MailingList>;
   private seal?: { signingDomain: string; selector: string; privateKey: Buffer };
 
-  constructor(instance: Instance, queue: Enqueue, keyDir: string, log: Logger) {
+  constructor(instance: Instance, queue: Enqueue, keyDir: string, log: Logger, classroom?: Classroom) {
     this.instance = instance;
     this.queue = queue;
     this.log = log;
     const domain = [...instance.domains.keys()][0];
+    // The instance file's addresses win over the students' (later in the Map).
+    const students = classroom && instance.name === FORWARDING_AT ? studentForwarding(instance, domain, classroom) : undefined;
+    this.aliases = new Map([...(students?.aliases ?? []), ...instance.forwarding.aliases]);
+    this.lists = new Map([...(students?.lists ?? []), ...instance.forwarding.lists]);
     const selector = instance.dkim.get(domain)?.[0];
     if (instance.forwarding.arcSeal && selector) {
       this.seal = { signingDomain: selector.domain, selector: selector.selector, privateKey: readFileSync(join(keyDir, selector.domain, `${selector.selector}.pem`)) };
@@ -57,9 +67,9 @@ export class Forwarder {
 
   // Whether mail to this address is forwarded, or why it cannot be accepted.
   accepts(address: string): { ok: true } | { ok: false; reason: string } | undefined {
-    const { aliases, lists, srs, srsSecret } = this.instance.forwarding;
+    const { srs, srsSecret } = this.instance.forwarding;
     const lower = address.toLowerCase();
-    if (aliases.has(lower) || lists.has(lower)) return { ok: true };
+    if (this.aliases.has(lower) || this.lists.has(lower)) return { ok: true };
     if (srs && /^srs0[=+-]/i.test(lower)) {
       const reversed = srsReverse(address, srsSecret);
       return 'sender' in reversed ? { ok: true } : { ok: false, reason: reversed.error };
@@ -104,8 +114,8 @@ export class Forwarder {
   // Where the message goes for one address, and as what.
   private plan(message: Buffer, mailFrom: string, address: string): Plan | undefined {
     const lower = address.toLowerCase();
-    const list = this.instance.forwarding.lists.get(lower);
-    const alias = this.instance.forwarding.aliases.get(lower);
+    const list = this.lists.get(lower);
+    const alias = this.aliases.get(lower);
     if (list) {
       const at = lower.lastIndexOf('@');
       return { kind: 'list', to: list.members, mailFrom: `${lower.slice(0, at)}-bounces${lower.slice(at)}`, body: rewriteForList(message, lower, list) };
@@ -119,6 +129,25 @@ export class Forwarder {
     if (!('sender' in reversed)) return undefined;
     return { kind: 'srs-bounce', to: [reversed.sender], mailFrom: '', body: message };
   }
+}
+
+// Each student's alias and list at the forwarder's domain. A list has the
+// habits of the instance file's first list: its footer, naming the student's
+// list instead of that one, and a subject tag, the list's name. An address
+// that is a mailbox of the domain stays one.
+function studentForwarding(instance: Instance, domain: string, classroom: Classroom): { aliases: [string, string[]][]; lists: [string, MailingList][] } {
+  const mailboxes = instance.domains.get(domain)!;
+  const [model] = instance.forwarding.lists;
+  const aliases: [string, string[]][] = [];
+  const lists: [string, MailingList][] = [];
+  for (const student of classroom.students) {
+    if (!mailboxes.has(student.name)) aliases.push([`${student.name}@${domain}`, [student.address]]);
+    const list = `${student.name}-list`;
+    if (mailboxes.has(list)) continue;
+    const footer = model?.[1].footer?.replaceAll(model[0], `${list}@${domain}`);
+    lists.push([`${list}@${domain}`, { members: [student.address], subjectTag: `[${list}]`, footer }]);
+  }
+  return { aliases, lists };
 }
 
 // What a list does to a message: a tag before the subject, a List-Id, a footer.
