@@ -14,7 +14,7 @@ import { arrival, header, submit, waitFor } from './support/mail.ts';
 import { RawSmtp } from './support/smtp.ts';
 
 const classDir = mkdtempSync(join(tmpdir(), 'class-forwarder-'));
-writeFileSync(join(classDir, 'class.yaml'), 'name: Forwarder test class\nstudents: [ana, ben, postmaster]\n');
+writeFileSync(join(classDir, 'class.yaml'), 'name: Forwarder test class\nstudents: [ana, ben, ben-list, postmaster]\n');
 const credentials = issueCredentials(classDir).issued;
 const [ana, teacher] = ['ana', 'teacher'].map((n) => credentials.get(n)!);
 
@@ -95,12 +95,12 @@ test("a student's alias, ana@forwarder.test: her mail comes back to her mailbox 
   assert.deepEqual(atReceiver.deliveries.map((d: { mailbox: string }) => d.mailbox), ['ana@ana.test']);
 });
 
-test("the forwarder's MX takes each student's two addresses and no other name; the instance file's alias and the forwarder's own mailbox win over a student's name", async () => {
+test("the forwarder's MX takes each student's two addresses and no other name; the instance file's alias, the forwarder's own mailbox and a student's own alias (ben-list) win over the names made for a student", async () => {
   const { smtp } = await RawSmtp.open(forwarder.host, forwarder.mxPort, '127.0.2.10');
   try {
     await smtp.command('EHLO mta.sender.test');
     await smtp.command('MAIL FROM:<ana@ana.test>');
-    for (const address of ['ana@forwarder.test', 'ana-list@forwarder.test', 'BEN-LIST@forwarder.test', 'postmaster-list@forwarder.test']) {
+    for (const address of ['ana@forwarder.test', 'ANA-LIST@forwarder.test', 'ben-list@forwarder.test', 'postmaster-list@forwarder.test']) {
       assert.equal((await smtp.command(`RCPT TO:<${address}>`)).code, 250, address);
     }
     for (const address of ['zoe@forwarder.test', 'zoe-list@forwarder.test', 'ana-list-bounces@forwarder.test', 'ana@receiver.test']) {
@@ -113,6 +113,10 @@ test("the forwarder's MX takes each student's two addresses and no other name; t
   // ben@forwarder.test is the instance file's alias for bob@receiver.test, not ben's.
   await fromAna('ben@forwarder.test', 'to-the-fixed-alias');
   await arrival(receiver, 'bob@receiver.test', 'to-the-fixed-alias');
+  // ben-list@forwarder.test is the alias of the student named ben-list, not ben's list.
+  const { messageId } = await fromAna('ben-list@forwarder.test', 'to-ben-list');
+  const atForwarder = await transaction(forwarder, messageId);
+  assert.deepEqual(atForwarder.forwarded.map((f: { kind: string; to: string[] }) => [f.kind, f.to]), [['alias', ['ben-list@ben-list.test']]]);
   // postmaster@forwarder.test stays the forwarder's mailbox, though a student is named postmaster.
   await fromAna('postmaster@forwarder.test', 'to-the-postmaster');
   await arrival(forwarder, 'postmaster@forwarder.test', 'to-the-postmaster');

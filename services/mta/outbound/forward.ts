@@ -134,7 +134,8 @@ export class Forwarder {
 // Each student's alias and list at the forwarder's domain. A list has the
 // habits of the instance file's first list: its footer, naming the student's
 // list instead of that one, and a subject tag, the list's name. An address
-// that is a mailbox of the domain stays one.
+// that is a mailbox of the domain stays one, and a student named ben-list
+// keeps their alias over ben's list.
 function studentForwarding(instance: Instance, domain: string, classroom: Classroom): { aliases: [string, string[]][]; lists: [string, MailingList][] } {
   const mailboxes = instance.domains.get(domain)!;
   const [model] = instance.forwarding.lists;
@@ -143,7 +144,7 @@ function studentForwarding(instance: Instance, domain: string, classroom: Classr
   for (const student of classroom.students) {
     if (!mailboxes.has(student.name)) aliases.push([`${student.name}@${domain}`, [student.address]]);
     const list = `${student.name}-list`;
-    if (mailboxes.has(list)) continue;
+    if (mailboxes.has(list) || classroom.student(list)) continue;
     const footer = model?.[1].footer?.replaceAll(model[0], `${list}@${domain}`);
     lists.push([`${list}@${domain}`, { members: [student.address], subjectTag: `[${list}]`, footer }]);
   }
