@@ -7,6 +7,7 @@ RUN npm ci --omit=dev && npm cache clean --force && rm -rf /tmp/node-compile-cac
 COPY services services
 COPY instances instances
 COPY dns-zone dns-zone
+COPY exercises exercises
 RUN mkdir /data && chown node:node /data
 USER node
 # Compile (and type-strip) each module once, not at every start: faster, smaller.

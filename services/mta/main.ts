@@ -51,7 +51,7 @@ function readConfig(env: NodeJS.ProcessEnv) {
     api: { host, port: port(instance.ports.api) },
     // Lab addresses are reached as themselves, or embedded as their loopback twins.
     outbound: {
-      connect: (address: string) => ({ host: embedded ? loopbackTwin(address) : address, port: port(25) }),
+      connect: (address: string, labPort = 25) => ({ host: embedded ? loopbackTwin(address) : address, port: port(labPort) }),
       localAddress: embedded ? host : undefined,
     },
     dns,

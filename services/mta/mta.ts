@@ -4,7 +4,7 @@
 // Before anything loads mailauth: its signer must see the key cache.
 import './inbound/mailauth-keys.ts';
 import { join } from 'node:path';
-import { SUBMISSION_AT, type Classroom } from '../lib/classroom.ts';
+import { MAILBOXES_AT, SUBMISSION_AT, type Classroom } from '../lib/classroom.ts';
 import type { Endpoint } from '../lib/config.ts';
 import type { Logger } from '../lib/log.ts';
 import { LabResolver } from '../lib/resolver.ts';
@@ -22,6 +22,7 @@ import { Signer } from './outbound/sign.ts';
 import { createSubmission } from './outbound/submission.ts';
 import { studentMailboxes } from './classroom/mailboxes.ts';
 import { StudentKeys } from './classroom/student-keys.ts';
+import { openCourse } from './exercises/routes.ts';
 
 export interface MtaOptions {
   instance: Instance;
@@ -96,7 +97,9 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
   const workers = options.mxWorkers ?? 1;
   const mxWorkers = workers > 1 ? () => ({ listening: mx.listening(), of: workers }) : undefined;
   const direct = { instance, outbound: options.outbound, ca: options.tls.ca };
-  const api = await startApi(options.api, { instance, maildir, sessions, queue, dnsControl, direct, mxWorkers, classroom: classroom && { classroom, keys: studentKeys } });
+  // The exercises are checked where the students' mailboxes are.
+  const exercises = classroom && instance.name === MAILBOXES_AT ? openCourse({ classroom, receiver: instance, outbound: options.outbound, dataDir: options.dataDir, sessions, dns: options.dns, ca: options.tls.ca, log }) : undefined;
+  const api = await startApi(options.api, { instance, maildir, sessions, queue, dnsControl, direct, mxWorkers, classroom: classroom && { classroom, keys: studentKeys, exercises } });
   worker.start();
   const port = (server: { address(): unknown }) => (server.address() as { port: number }).port;
   const running = { mxPort: mx.port, submissionPort: port(submission.server), apiPort: port(api) };

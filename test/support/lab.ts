@@ -44,9 +44,10 @@ export async function startLab(zoneDir = join(root, 'dns-zone'), options: LabOpt
   const running = new Map<string, RunningMta>(); // by instance name
   // The ports each instance got the first time, by instance name.
   const ports = new Map<string, { mx: number; submission: number; api: number }>();
-  // Where each started instance's MX listens, by its loopback twin: how the
-  // others reach it (the embedded lab's rule, with ports the system chose).
-  const mxPorts = new Map<string, number>();
+  // Where each started instance listens, by its loopback twin and the lab
+  // port (25, 587, 8025) the port stands for: how the others reach it (the
+  // embedded lab's rule, with ports the system chose).
+  const labPorts = new Map<string, number>();
   return {
     dns,
     dnsPort: dns.port,
@@ -66,7 +67,7 @@ export async function startLab(zoneDir = join(root, 'dns-zone'), options: LabOpt
         dns: { host: '127.0.2.53', port: dns.port },
         dnsControl: { host: '127.0.2.53', port: (control.address() as { port: number }).port },
         outbound: {
-          connect: (address) => ({ host: loopbackTwin(address), port: mxPorts.get(loopbackTwin(address)) ?? 1 }),
+          connect: (address, labPort = 25) => ({ host: loopbackTwin(address), port: labPorts.get(`${loopbackTwin(address)}:${labPort}`) ?? 1 }),
           localAddress: host,
         },
         tls: certificates(instance.hostname),
@@ -75,7 +76,7 @@ export async function startLab(zoneDir = join(root, 'dns-zone'), options: LabOpt
       });
       running.set(instance.name, mta);
       ports.set(instance.name, { mx: mta.mxPort, submission: mta.submissionPort, api: mta.apiPort });
-      mxPorts.set(host, mta.mxPort);
+      for (const [labPort, port] of [[instance.ports.mx, mta.mxPort], [instance.ports.submission, mta.submissionPort], [instance.ports.api, mta.apiPort]]) labPorts.set(`${host}:${labPort}`, port);
       return { ...mta, host, instance };
     },
     async stop(name) {

@@ -60,6 +60,8 @@ const DISPOSITIONS = ['inbox', 'junk', 'reject', 'defer', 'refused'];
 export function startApi(listen: Endpoint, { instance, maildir, sessions, queue, dnsControl, direct, mxWorkers, classroom }: ApiContext): Promise<Server> {
   const events = new LiveEvents(sessions, queue, consolesFor(classroom?.classroom, MAX_CLIENTS));
   const logins = classroom && new Logins(classroom.classroom, instance.name);
+  // An exercise checked: to the teacher's consoles and the student's own.
+  classroom?.exercises?.onChange((student, exercise, state) => events.announce('exercise', { student, exercise, state }, (scope) => !scope.student || scope.student.name === student));
   // Inside the lab the API is reached by the instance's name (and by any
   // address); no other name, so that DNS rebinding cannot read its mail.
   return startHttp(listen, [instance.hostname.toLowerCase()], async (request, url) => {

@@ -117,6 +117,12 @@ export class LiveEvents {
     }
   }
 
+  // Word of another change (an exercise checked), to the consoles whose
+  // caller may see it.
+  announce(event: string, data: unknown, seen: (scope: Scope) => boolean): void {
+    for (const client of this.clients) if (seen(client.scope)) this.write(client, `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+  }
+
   // A console that does not read its stream is dropped, not buffered for.
   private write(client: Client, text: string): void {
     client.lastWrite = Date.now();

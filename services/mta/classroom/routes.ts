@@ -8,8 +8,9 @@
 //   POST /api/zone/records?domain=  {"add"?, "delete"?}: one change
 //   GET  /api/classroom/dkim?domain=  the student's DKIM selectors and records (the sender)
 //   POST /api/classroom/dkim      {"selector", "algorithm", "domain"?}: a new key pair (the sender)
+//   /api/exercises...             the exercises and their checks (the receiver: exercises/routes.ts)
 import type { IncomingMessage } from 'node:http';
-import { SUBMISSION_AT, type Classroom } from '../../lib/classroom.ts';
+import { MAILBOXES_AT, SUBMISSION_AT, type Classroom } from '../../lib/classroom.ts';
 import type { Endpoint } from '../../lib/config.ts';
 import { HttpError, readJson } from '../../lib/http.ts';
 import type { Instance } from '../instance.ts';
@@ -17,11 +18,13 @@ import type { Caller, Logins } from './logins.ts';
 import type { Scope } from './scope.ts';
 import type { StudentKeys } from './student-keys.ts';
 import { forwardZone } from './zone-proxy.ts';
+import type { ExerciseRoutes } from '../exercises/routes.ts';
 
 export interface ClassroomContext {
   classroom: Classroom;
   logins: Logins;
   keys?: StudentKeys; // at the sender
+  exercises?: ExerciseRoutes; // at the receiver
 }
 
 // A zone change as large as the DNS takes: 64 KiB of records, escaped as JSON.
@@ -64,6 +67,10 @@ export async function classroomRoute(ctx: ClassroomContext & { instance: Instanc
     const domain = scope.studentDomain(domainParam(), 'zone');
     const body = method === 'GET' ? undefined : await readJson(request, ZONE_BODY);
     return forwardZone(ctx.dnsControl, { method, path: `/zones/${domain}${route.suffix}`, credential: caller.credential, body });
+  }
+  if (path === '/api/exercises' || path.startsWith('/api/exercises/')) {
+    if (!ctx.exercises) throw new HttpError(404, `the exercises are checked at the ${MAILBOXES_AT}, where the students' mailboxes are, not at ${ctx.instance.name}`);
+    return ctx.exercises.route(request, url, path, caller, scope);
   }
   if (path === '/api/classroom/dkim') {
     if (!keys) throw new HttpError(404, `students' DKIM keys are made at the sender (${SUBMISSION_AT}), not at ${ctx.instance.name}`);

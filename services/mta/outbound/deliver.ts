@@ -13,9 +13,11 @@ import type { Instance } from '../instance.ts';
 import type { Queue, QueueEntry, QueueRecipient } from './queue.ts';
 
 // How lab addresses are reached from where this process runs (DESIGN.md: the
-// embedded lab connects to the loopback twin and the shifted port).
+// embedded lab connects to the loopback twin and the shifted port). The lab
+// port is the one a lab host listens on (25 by default; the exercise checks
+// also reach other instances' submission, 587, and API, 8025).
 export interface Outbound {
-  connect(labAddress: string): { host: string; port: number };
+  connect(labAddress: string, labPort?: number): { host: string; port: number };
   localAddress?: string;
 }
 

@@ -21,7 +21,9 @@ export interface SmtpSend {
   name?: string; // for EHLO
   servername: string; // the name on the server's certificate
   ca: Buffer;
-  auth?: { user: string; pass: string };
+  // authzid: log in as user, to act as authzid (AUTH PLAIN, RFC 4616): the
+  // exercise checks send a student's mail with the grader's credential.
+  auth?: { user: string; pass: string; authzid?: string };
   envelope: Envelope;
   raw: Buffer;
 }
@@ -33,7 +35,8 @@ export async function smtpSend(o: SmtpSend): Promise<Reply> {
     secure: false,
     localAddress: o.localAddress,
     name: o.name,
-    auth: o.auth,
+    auth: o.auth?.authzid ? { type: 'custom', method: 'PLAIN', user: o.auth.user, pass: o.auth.pass } : o.auth,
+    ...(o.auth?.authzid && { customAuth: { PLAIN: plainWithAuthzid(o.auth as Required<NonNullable<SmtpSend['auth']>>) } }),
     tls: { ca: o.ca, servername: o.servername },
     connectionTimeout: 5000,
     socketTimeout: 20_000,
@@ -48,4 +51,12 @@ export async function smtpSend(o: SmtpSend): Promise<Reply> {
   } finally {
     transport.close();
   }
+}
+
+// nodemailer's PLAIN leaves the authorization identity empty.
+function plainWithAuthzid({ authzid, user, pass }: { authzid: string; user: string; pass: string }) {
+  return async (ctx: { sendCommand(command: string): Promise<{ status: number; response: string }> }) => {
+    const answer = await ctx.sendCommand(`AUTH PLAIN ${Buffer.from(`${authzid}\0${user}\0${pass}`).toString('base64')}`);
+    if (answer.status !== 235) throw new Error(answer.response);
+  };
 }
