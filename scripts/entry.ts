@@ -12,5 +12,9 @@ export async function runCommand(load: () => Promise<{ main(argv: string[]): Pro
   const { directory } = enableCompileCache();
   if (directory) process.env.NODE_COMPILE_CACHE ??= directory;
   const { main } = await load();
-  process.exit(await main(process.argv.slice(2)));
+  const code = await main(process.argv.slice(2));
+  // Into a pipe, output is written after write() returns: exit once it is
+  // out, or a large --json document is cut short.
+  await Promise.all([process.stdout, process.stderr].map((stream) => new Promise((resolve) => stream.write('', resolve))));
+  process.exit(code);
 }

@@ -100,6 +100,17 @@ export class LabResolver {
     return entry!.answer!;
   }
 
+  // Forgets every cached answer for a domain and the names below it: an
+  // exercise check judges a student's zone as it is now, not as this
+  // receiver saw it up to a TTL ago (a key pasted with a typo lives 300 s).
+  forget(domain: string): void {
+    const suffix = `.${domain.toLowerCase()}`;
+    for (const key of this.cache.keys()) {
+      const name = key.slice(key.indexOf(' ') + 1);
+      if (name === domain.toLowerCase() || name.endsWith(suffix)) this.cache.delete(key);
+    }
+  }
+
   // A resolver function for mailauth and smtp-server that records each question.
   recording(questions: Question[]): (name: string, type: string) => Promise<RecordShape[]> {
     return (name, type) => this.resolve(name, type, (q) => questions.push(q));

@@ -98,7 +98,7 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
   const mxWorkers = workers > 1 ? () => ({ listening: mx.listening(), of: workers }) : undefined;
   const direct = { instance, outbound: options.outbound, ca: options.tls.ca };
   // The exercises are checked where the students' mailboxes are.
-  const exercises = classroom && instance.name === MAILBOXES_AT ? openCourse({ classroom, receiver: instance, outbound: options.outbound, dataDir: options.dataDir, sessions, dns: options.dns, ca: options.tls.ca, log }) : undefined;
+  const exercises = classroom && instance.name === MAILBOXES_AT ? openCourse({ classroom, receiver: instance, outbound: options.outbound, dataDir: options.dataDir, sessions, dns: options.dns, resolver, ca: options.tls.ca, log }) : undefined;
   const api = await startApi(options.api, { instance, maildir, sessions, queue, dnsControl, direct, mxWorkers, classroom: classroom && { classroom, keys: studentKeys, exercises } });
   worker.start();
   const port = (server: { address(): unknown }) => (server.address() as { port: number }).port;

@@ -27,6 +27,7 @@ export interface GraderContext {
   sessions: SessionStore;
   receiver: Instance;
   dns: Endpoint;
+  receiverResolver: LabResolver; // the MX's own, whose cache a check clears for the student's domain
   log: Logger;
 }
 
@@ -90,7 +91,8 @@ export class Grader {
   private async runChecks(student: Student, exercises: Exercise[], by: string): Promise<ExerciseResult[]> {
     const { log } = this.ctx;
     const started = performance.now();
-    const run = `${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
+    // In every probe's Message-ID: no one can guess it and send one of their own first.
+    const run = `${Date.now().toString(36)}${randomBytes(8).toString('hex')}`;
     const resolver = new LabResolver(this.ctx.dns); // no cache: the zone as it is now
     const wanted = [...new Set(exercises.flatMap((e) => e.checks.flatMap((c) => ('probe' in c ? [c.probe] : []))))];
     const probes = await this.sendProbes(wanted, student, run, exercises, resolver);
@@ -135,6 +137,9 @@ export class Grader {
       for (const name of names) probes.set(name, { outcome: { status: blocked.status, reason: `no message was sent: ${blocked.reason}` } });
       return probes;
     }
+    // The MX judges the probes with what its resolver holds: forget the
+    // student's domain there, so that a record fixed a moment ago counts.
+    this.ctx.receiverResolver.forget(student.domain);
     const label = exercises.map((e) => e.number).join(', ');
     const sent = await Promise.all(names.map((name) => this.ctx.probes.send(name, student, run, `exercise${exercises.length > 1 ? 's' : ''} ${label}`)));
     names.forEach((name, i) => probes.set(name, sent[i]));

@@ -79,8 +79,11 @@ async function byHand(ctx: LookupContext): Promise<Outcome> {
     if (!session) continue;
     for (const t of session.transactions) {
       const delivery = t.deliveries.find((d) => d.mailbox === student.address);
-      if (!delivery) continue;
       const when = t.at.slice(11, 16);
+      if (!delivery) {
+        if (t.envelope.rcptTo.includes(student.address)) without ??= `session ${session.id} from ${session.client.address} at ${when} UTC did not deliver its message: ${t.decision.reason}`;
+        continue;
+      }
       if (!(t.message?.subject ?? '').toUpperCase().includes(code)) {
         without ??= `session ${session.id} from ${session.client.address} at ${when} UTC delivered a message to you, but its Subject (${JSON.stringify(t.message?.subject ?? '')}) does not contain your code ${code}`;
         continue;

@@ -46,6 +46,9 @@ export interface Probe {
 
 const DEADLINE_MS = 15_000; // a 4xx is retried after 2 s; a forward takes two hops
 const POLL_MS = 100;
+// Submission sessions open at once to one instance: all come from the
+// receiver's address, and an MTA takes 30 from one address (clientsPerAddress).
+const SESSIONS_EACH = 16;
 
 interface Plan {
   by: Instance;
@@ -61,6 +64,8 @@ export class Probes {
   private sessions: SessionStore;
   private hostname: string;
   private ca: Buffer;
+  private open = new Map<string, number>(); // instance -> its sessions now
+  private waiting = new Map<string, (() => void)[]>();
 
   constructor(peers: LabPeers, sessions: SessionStore, hostname: string, ca: Buffer) {
     this.peers = peers;
@@ -110,14 +115,33 @@ export class Probes {
     );
     const { host, port } = this.peers.submission(plan.by);
     let reply;
+    await this.slot(plan.by.name);
     try {
       reply = await smtpSend({ host, port, localAddress: this.peers.localAddress, name: this.hostname, servername: plan.by.hostname, ca: this.ca, auth: plan.login, envelope: { from: plan.mailFrom, to: [plan.rcpt] }, raw });
     } catch (error) {
       return { saw: { ...saw, undelivered: `${plan.by.hostname}'s submission could not be reached: ${(error as Error).message}` } };
+    } finally {
+      this.release(plan.by.name);
     }
     if (reply.code >= 400) return { saw: { ...saw, undelivered: `${plan.by.hostname} refused to send it: ${reply.text}` } };
     const queueId = /queued as (\S+)/.exec(reply.text)?.[1];
     return this.observe(saw, student.address, plan.by, queueId);
+  }
+
+  private async slot(instance: string): Promise<void> {
+    const open = this.open.get(instance) ?? 0;
+    if (open < SESSIONS_EACH) {
+      this.open.set(instance, open + 1);
+      return;
+    }
+    await new Promise<void>((resolve) => this.waiting.set(instance, [...(this.waiting.get(instance) ?? []), resolve]));
+  }
+
+  // The slot goes to the next in line, or back.
+  private release(instance: string): void {
+    const next = this.waiting.get(instance)?.shift();
+    if (next) next();
+    else this.open.set(instance, (this.open.get(instance) ?? 1) - 1);
   }
 
   // The receiver's first decision about this message for the student, or

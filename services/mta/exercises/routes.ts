@@ -16,6 +16,7 @@ import type { Classroom, Student } from '../../lib/classroom.ts';
 import type { Endpoint } from '../../lib/config.ts';
 import { HttpError, readJson } from '../../lib/http.ts';
 import type { Logger } from '../../lib/log.ts';
+import type { LabResolver } from '../../lib/resolver.ts';
 import type { Caller } from '../classroom/logins.ts';
 import type { Scope } from '../classroom/scope.ts';
 import type { Instance } from '../instance.ts';
@@ -37,7 +38,7 @@ export interface ExercisesContext {
 }
 
 // A student's own checks: each sends mail, so a few a minute, one at a time.
-const CHECKS_PER_MINUTE = 6;
+const CHECKS_PER_MINUTE = 20;
 
 export class ExerciseRoutes {
   private ctx: ExercisesContext;
@@ -177,7 +178,7 @@ export class ExerciseRoutes {
 
 // The course at the receiver: the exercise files, the results on disk, and
 // the grader when the class has its credential.
-export function openCourse(o: { classroom: Classroom; receiver: Instance; outbound: Outbound; dataDir: string; sessions: SessionStore; dns: Endpoint; ca: Buffer; log: Logger }): ExerciseRoutes {
+export function openCourse(o: { classroom: Classroom; receiver: Instance; outbound: Outbound; dataDir: string; sessions: SessionStore; dns: Endpoint; resolver: LabResolver; ca: Buffer; log: Logger }): ExerciseRoutes {
   const exercises = loadExercises();
   const results = new Results(join(o.dataDir, 'exercises'));
   const grader = o.classroom.grader;
@@ -187,6 +188,6 @@ export function openCourse(o: { classroom: Classroom; receiver: Instance; outbou
   }
   const peers = new LabPeers(o.receiver, o.outbound, grader);
   const probes = new Probes(peers, o.sessions, o.receiver.hostname, o.ca);
-  const checker = new Grader({ classroom: o.classroom, exercises, peers, probes, results, sessions: o.sessions, receiver: o.receiver, dns: o.dns, log: o.log });
+  const checker = new Grader({ classroom: o.classroom, exercises, peers, probes, results, sessions: o.sessions, receiver: o.receiver, dns: o.dns, receiverResolver: o.resolver, log: o.log });
   return new ExerciseRoutes({ classroom: o.classroom, exercises, grader: checker, results, peers, receiver: o.receiver });
 }
