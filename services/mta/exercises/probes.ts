@@ -45,7 +45,7 @@ export interface Probe {
 }
 
 const DEADLINE_MS = 15_000; // a 4xx is retried after 2 s; a forward takes two hops
-const POLL_MS = 100;
+const QUEUE_LOOK_MS = 1000;
 // Submission sessions open at once to one instance: all come from the
 // receiver's address, and an MTA takes 30 from one address (clientsPerAddress).
 const SESSIONS_EACH = 16;
@@ -113,19 +113,28 @@ export class Probes {
     const raw = Buffer.from(
       [`From: ${plan.from}`, `To: ${plan.rcpt}`, `Subject: ${subject}`, `Date: ${rfc5322Date(new Date())}`, `Message-ID: ${messageId}`, 'MIME-Version: 1.0', 'Content-Type: text/plain; charset=utf-8', '', `The lab sent this message to check your work (${exercises}).`, '', plan.what, ''].join('\r\n'),
     );
-    const { host, port } = this.peers.submission(plan.by);
-    let reply;
-    await this.slot(plan.by.name);
+    // Watched before it is sent: the decision may be saved before the 250 comes back.
+    const decided = Promise.withResolvers<Probe>();
+    const stop = this.sessions.watch(messageId, (id) => {
+      void this.decision(id, saw, student.address).then((found) => found && decided.resolve(found));
+    });
     try {
-      reply = await smtpSend({ host, port, localAddress: this.peers.localAddress, name: this.hostname, servername: plan.by.hostname, ca: this.ca, auth: plan.login, envelope: { from: plan.mailFrom, to: [plan.rcpt] }, raw });
-    } catch (error) {
-      return { saw: { ...saw, undelivered: `${plan.by.hostname}'s submission could not be reached: ${(error as Error).message}` } };
+      const { host, port } = this.peers.submission(plan.by);
+      let reply;
+      await this.slot(plan.by.name);
+      try {
+        reply = await smtpSend({ host, port, localAddress: this.peers.localAddress, name: this.hostname, servername: plan.by.hostname, ca: this.ca, auth: plan.login, envelope: { from: plan.mailFrom, to: [plan.rcpt] }, raw });
+      } catch (error) {
+        return { saw: { ...saw, undelivered: `${plan.by.hostname}'s submission could not be reached: ${(error as Error).message}` } };
+      } finally {
+        this.release(plan.by.name);
+      }
+      if (reply.code >= 400) return { saw: { ...saw, undelivered: `${plan.by.hostname} refused to send it: ${reply.text}` } };
+      const queueId = /queued as (\S+)/.exec(reply.text)?.[1];
+      return await this.observe(saw, decided.promise, plan.by, queueId);
     } finally {
-      this.release(plan.by.name);
+      stop();
     }
-    if (reply.code >= 400) return { saw: { ...saw, undelivered: `${plan.by.hostname} refused to send it: ${reply.text}` } };
-    const queueId = /queued as (\S+)/.exec(reply.text)?.[1];
-    return this.observe(saw, student.address, plan.by, queueId);
   }
 
   private async slot(instance: string): Promise<void> {
@@ -145,54 +154,48 @@ export class Probes {
   }
 
   // The receiver's first decision about this message for the student, or
-  // why none came: the sending queue's word for it.
-  private async observe(saw: ProbeSaw, recipient: string, by: Instance, queueId: string | undefined): Promise<Probe> {
+  // why none came: the sending queue's word for it, asked each second.
+  private async observe(saw: ProbeSaw, decided: Promise<Probe>, by: Instance, queueId: string | undefined): Promise<Probe> {
     const deadline = Date.now() + DEADLINE_MS;
     let queueSaid: string | undefined;
-    let nextQueueLook = Date.now() + 1000;
     while (Date.now() < deadline) {
-      const found = await this.decision(saw, recipient);
+      const found = await Promise.race([decided, new Promise<undefined>((resolve) => setTimeout(resolve, Math.min(QUEUE_LOOK_MS, deadline - Date.now())))]);
       if (found) return found;
-      if (queueId && Date.now() >= nextQueueLook) {
-        nextQueueLook = Date.now() + 1000;
-        const entry = await this.peers.api<QueueEntry>(by, `/api/queue/${encodeURIComponent(queueId)}`).catch(() => undefined);
-        const r = entry?.recipients.find((x) => x.status !== 'delivered');
-        if (r?.lastReply) queueSaid = `${by.hostname}'s queue: ${r.lastReply}`;
-        if (r?.status === 'failed') return (await this.decision(saw, recipient)) ?? { saw: { ...saw, undelivered: `not delivered: ${queueSaid}` } };
-      }
-      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+      if (!queueId) continue;
+      const entry = await this.peers.api<QueueEntry>(by, `/api/queue/${encodeURIComponent(queueId)}`).catch(() => undefined);
+      const r = entry?.recipients.find((x) => x.status !== 'delivered');
+      if (r?.lastReply) queueSaid = `${by.hostname}'s queue: ${r.lastReply}`;
+      if (r?.status === 'failed') return Promise.race([decided, new Promise<Probe>((resolve) => setTimeout(() => resolve({ saw: { ...saw, undelivered: `not delivered: ${queueSaid}` } }), 200))]);
     }
     return { saw: { ...saw, undelivered: `no decision at the receiver within ${DEADLINE_MS / 1000} s${queueSaid ? `; ${queueSaid}` : ''}` } };
   }
 
-  private async decision(saw: ProbeSaw, recipient: string): Promise<Probe | undefined> {
-    for (const summary of this.sessions.list({ messageId: saw.messageId, recipient })) {
-      const session = await this.sessions.get(summary.id);
-      const transaction = session?.transactions.find((t) => t.message?.messageId === saw.messageId && t.envelope.rcptTo.includes(recipient) && t.at >= saw.sentAt);
-      if (!session || !transaction) continue;
-      const checks = transaction.checks;
-      const delivery = transaction.deliveries.find((d) => d.mailbox === recipient);
-      const decision = transaction.decision;
-      return {
-        transaction,
-        saw: {
-          ...saw,
-          session: session.id,
-          ...(session.client.address !== saw.sentBy.slice(saw.sentBy.indexOf('(') + 1, -1) && { deliveredBy: `${session.client.hostname ?? session.client.helo ?? 'a client'} (${session.client.address})` }),
-          ...(delivery && { delivery: { id: delivery.id, mailbox: delivery.mailbox, folder: delivery.folder } }),
-          ...(checks && {
-            verdicts: {
-              spf: checks.spf.result,
-              dkim: checks.dkim.some((d) => d.domain) ? checks.dkim.filter((d) => d.domain).map((d) => `${d.result} (d=${d.domain})`).join(', ') : 'none',
-              dmarc: checks.dmarc.result,
-              arc: checks.arc.result,
-              ...(checks.dmarc.policy && { policy: checks.dmarc.policy }),
-            },
-          }),
-          decision: { disposition: decision.disposition, reason: decision.reason, ...('code' in decision && decision.code && { code: `${decision.code} ${decision.enhanced ?? ''}`.trim() }) },
-        },
-      };
-    }
-    return undefined;
+  // The session's decision about this probe for the student, if it has one yet.
+  private async decision(id: string, saw: ProbeSaw, recipient: string): Promise<Probe | undefined> {
+    const session = await this.sessions.get(id);
+    const transaction = session?.transactions.find((t) => t.message?.messageId === saw.messageId && t.envelope.rcptTo.includes(recipient) && t.at >= saw.sentAt);
+    if (!session || !transaction) return undefined;
+    const checks = transaction.checks;
+    const delivery = transaction.deliveries.find((d) => d.mailbox === recipient);
+    const decision = transaction.decision;
+    return {
+      transaction,
+      saw: {
+        ...saw,
+        session: session.id,
+        ...(session.client.address !== saw.sentBy.slice(saw.sentBy.indexOf('(') + 1, -1) && { deliveredBy: `${session.client.hostname ?? session.client.helo ?? 'a client'} (${session.client.address})` }),
+        ...(delivery && { delivery: { id: delivery.id, mailbox: delivery.mailbox, folder: delivery.folder } }),
+        ...(checks && {
+          verdicts: {
+            spf: checks.spf.result,
+            dkim: checks.dkim.some((d) => d.domain) ? checks.dkim.filter((d) => d.domain).map((d) => `${d.result} (d=${d.domain})`).join(', ') : 'none',
+            dmarc: checks.dmarc.result,
+            arc: checks.arc.result,
+            ...(checks.dmarc.policy && { policy: checks.dmarc.policy }),
+          },
+        }),
+        decision: { disposition: decision.disposition, reason: decision.reason, ...('code' in decision && decision.code && { code: `${decision.code} ${decision.enhanced ?? ''}`.trim() }) },
+      },
+    };
   }
 }

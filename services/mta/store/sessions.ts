@@ -231,6 +231,7 @@ export class SessionStore {
   private kept: number;
   private index = new Map<string, Entry>(); // oldest first
   private journal: SessionJournal;
+  private watchers = new Map<string, Set<(id: string) => void>>(); // Message-ID -> who waits for it
 
   constructor(dir: string, kept: number) {
     this.dir = dir;
@@ -258,7 +259,22 @@ export class SessionStore {
     place(known.transactions, note.transactionsFrom, note.transactions);
     known.endedAt = note.endedAt;
     this.index.set(note.id, known);
+    for (const t of note.transactions) for (const seen of (t.messageId && this.watchers.get(t.messageId)) || []) seen(note.id);
     await this.trim();
+  }
+
+  // Calls `seen` with the session's id whenever a save records a transaction
+  // of this Message-ID (an exercise check waits so for its messages, where a
+  // look through every session would cost more the more there are). Returns
+  // the function that stops it.
+  watch(messageId: string, seen: (id: string) => void): () => void {
+    const set = this.watchers.get(messageId) ?? new Set();
+    set.add(seen);
+    this.watchers.set(messageId, set);
+    return () => {
+      set.delete(seen);
+      if (set.size === 0) this.watchers.delete(messageId);
+    };
   }
 
   // recipients: only the transactions with a recipient it takes, and in them
