@@ -153,6 +153,17 @@ export async function classroomFlow(c: ClassLab): Promise<{ messageId: string }>
   // The teacher sees both students' things.
   assert.equal((await ok(`${receiverApi}/api/sessions/${session.id}`, teacher)).id, session.id);
   assert.match((await ok(`${control}/zones/ben.test`, teacher)).zone, /\bSOA\b/);
+
+  // The exercises are checked by the lab itself (the receiver sends through
+  // the sender and the attacker): what her zone answers passes, what it does
+  // not (an MX host of her own) fails, saying so.
+  const checked = await ok(`${receiverApi}/api/exercises/check`, ana, 'POST', { exercises: ['mx', 'spf', 'dkim', 'dmarc-reject'] });
+  const failing = (r: any) => r.checks.filter((x: any) => x.status !== 'pass').map((x: any) => `${x.title}: ${x.reason}`);
+  assert.deepEqual(checked.results.map((r: any) => [r.exercise, r.status]), [['mx', 'fail'], ['spf', 'pass'], ['dkim', 'pass'], ['dmarc-reject', 'pass']], JSON.stringify(checked.results.map(failing)));
+  assert.match(failing(checked.results[0])[0], /your MX names mx\.receiver\.test: that works, but this exercise asks for a host of your own/);
+  const spoof = checked.results[3].checks.find((x: any) => x.title === "The attacker's spoof is refused");
+  assert.equal(spoof.saw.message.sentBy, 'mta.attacker.test (192.0.2.66)');
+  assert.equal(spoof.saw.message.decision.code, '550 5.7.1');
   return { messageId };
 }
 

@@ -31,6 +31,8 @@ export interface GraderContext {
   log: Logger;
 }
 
+const visible = (text: string) => text.replace(/[\u0000-\u001f\u007f-\u009f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+
 // Letters and digits no one mistakes for others (no 0/O, 1/I/L).
 const ALPHABET = '23456789ABCDEFGHJKMNPQRSTUVWXYZ';
 
@@ -114,7 +116,8 @@ export class Grader {
           outcome = await runLookup(check.check, check.params, lookup).catch((error: Error) => ({ status: 'error' as const, reason: `the check broke: ${error.message}` }));
           saw = { dns: dnsSeen(dns) };
         }
-        const reason = outcome.status === 'fail' && judged && check.mistake ? `${check.mistake} ${outcome.reason}` : outcome.reason;
+        // A reason quotes records the student wrote: no control character of theirs reaches a terminal.
+        const reason = visible(outcome.status === 'fail' && judged && check.mistake ? `${check.mistake} ${outcome.reason}` : outcome.reason);
         checks.push({ title: check.title, status: outcome.status, reason, saw });
       }
       const status: Status = checks.some((c) => c.status === 'fail') ? 'fail' : checks.some((c) => c.status === 'error') ? 'error' : 'pass';

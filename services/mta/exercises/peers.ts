@@ -5,6 +5,7 @@
 // the host itself under Docker, its loopback twin embedded). Their APIs are
 // asked with the grader's credential, which the class directory holds.
 import { dirname, join } from 'node:path';
+import { ConfigError } from '../../lib/config.ts';
 import type { Outbound } from '../outbound/deliver.ts';
 import { loadInstance, type Instance } from '../instance.ts';
 
@@ -24,6 +25,10 @@ export class LabPeers {
     this.sender = sibling(SENDER);
     this.attacker = sibling(ATTACKER);
     this.forwarder = sibling(FORWARDER);
+    // The checks send as the sender's and the attacker's first users (probes.ts).
+    for (const instance of [this.sender, this.attacker]) {
+      if (instance.submission.passwords.size === 0) throw new ConfigError(`${instance.file}: submission.passwords: the exercise checks log in as its first user, and it has none`);
+    }
     this.outbound = outbound;
     this.grader = grader;
   }

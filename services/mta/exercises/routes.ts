@@ -81,7 +81,7 @@ export class ExerciseRoutes {
       only('POST');
       const body = ((await readJson(request)) ?? {}) as { exercises?: unknown };
       if (body.exercises !== undefined && (!Array.isArray(body.exercises) || body.exercises.length === 0)) throw new HttpError(400, '"exercises": a list of exercise ids or numbers');
-      const chosen = body.exercises ? body.exercises.map((id) => this.exercise(String(id))) : this.ctx.exercises;
+      const chosen = body.exercises ? [...new Set(body.exercises.map((id) => this.exercise(String(id))))] : this.ctx.exercises;
       return { results: await this.check(student(), chosen, caller, scope) };
     }
     const match = /^\/api\/exercises\/([^/]+)(?:\/(check|hint))?$/.exec(path);
