@@ -3,9 +3,8 @@
 // student's exercise now, or grade the whole class.
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../../services/lib/config.ts';
-import { readLab } from '../lab/compose.ts';
 import { LabError } from '../lab/errors.ts';
-import { COMPOSE_USAGE, publishedLab } from '../lab/published.ts';
+import { COMPOSE_USAGE, reachLab } from '../lab/published.ts';
 import { ExerciseApi, MISTAKE } from './api.ts';
 import { check, grade, hint, list, show } from './commands.ts';
 
@@ -89,8 +88,7 @@ export async function main(argv: string[]): Promise<number> {
     if (values.junit === '') throw new LabError('--junit: give the file to write', MISTAKE);
     if (!process.env.LAB_TOKEN) throw new LabError("set LAB_TOKEN to your credential: the one the teacher gave you, or the teacher's (npm run lab -- class init printed them)", MISTAKE);
 
-    const lab = values.compose ? publishedLab(readLab()) : readLab();
-    const api = new ExerciseApi(lab);
+    const api = new ExerciseApi(reachLab(values.compose ?? false));
     switch (command) {
       case 'list':
         return await list(api);

@@ -96,7 +96,7 @@ export class ExerciseRoutes {
       only('POST');
       if (!scope.student) throw new HttpError(400, 'the teacher sees every hint already: hints are revealed by a student, one at a time');
       const shown = await this.ctx.results.revealHint(scope.student.name, exercise.id, exercise.hints.length);
-      return { hints: exercise.hints.slice(0, shown) };
+      return { hints: exercise.hints.slice(0, shown).map((h) => this.fill(h, scope.student)) };
     }
     only('GET');
     const who = scope.student ?? (url.searchParams.get('student') ? student() : undefined);
