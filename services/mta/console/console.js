@@ -6,6 +6,7 @@
 // with their zone, their DKIM keys (at the sender) or the class.
 import { errorBox, getJson, h, throttle } from './dom.js';
 import { classView } from './class.js';
+import { exercisesView } from './exercises.js';
 import { keysView } from './keys.js';
 import { dnsView, mailboxView, queueView, sessionsView } from './lists.js';
 import { showLogin } from './login.js';
@@ -15,9 +16,10 @@ import { zoneView } from './zone.js';
 
 const main = document.getElementById('main');
 const enc = encodeURIComponent;
-let view = {}; // the current view's hooks for news: live(sessionRow), queueChanged(), refresh()
+let view = {}; // the current view's hooks for news: live(sessionRow), queueChanged(), exercise(event), refresh()
 let me; // who is logged in, in a classroom lab: { role, student?, class }
 let keysHere = false; // whether this instance makes students' DKIM keys (the sender)
+let exercisesHere = false; // whether this instance checks the class's exercises (the receiver)
 let events; // the event stream
 let out = false; // logged out: the login screen is shown, no view loads
 
@@ -38,6 +40,7 @@ async function route() {
     else if (me && kind === 'zone') await zoneView(section, rest[0], me);
     else if (me && kind === 'keys') await keysView(section, rest[0], me);
     else if (me && kind === 'class') await classView(section, keysHere);
+    else if (exercisesHere && kind === 'exercises') view = await exercisesView(section, rest, me);
     else view = sessionsView(section, kind === 'sessions' ? rest[0] : '');
   } catch (error) {
     if (me && error.status === 401) return loggedOut('Your login has ended (logged out elsewhere, expired after 12 hours, or the MTA restarted): log in again.');
@@ -113,6 +116,7 @@ function listen() {
     view.live?.(JSON.parse(event.data));
     mailboxesSoon();
   });
+  events.addEventListener('exercise', (event) => view.exercise?.(JSON.parse(event.data)));
   events.addEventListener('queue', (event) => {
     loadQueueCount(JSON.parse(event.data).entries);
     view.queueChanged?.();
@@ -125,7 +129,8 @@ async function begin(loggedIn) {
   if (me) {
     // Only the sender has the keys route; elsewhere it is 404. A HEAD, so
     // that the teacher's probe does not fetch every student's keys.
-    keysHere = (await fetch('/api/classroom/dkim', { method: 'HEAD' })).status !== 404;
+    // The exercises, at the receiver only: a GET, which every other instance answers 404.
+    [keysHere, exercisesHere] = await Promise.all([fetch('/api/classroom/dkim', { method: 'HEAD' }), fetch('/api/exercises')].map(async (answer) => (await answer).status !== 404));
     showWho();
   }
   listen();
@@ -141,8 +146,8 @@ function showWho() {
     h('button', { type: 'button', onclick: leave }, 'Log out'),
   );
   const links = student
-    ? [['#/zone', 'My zone'], keysHere && ['#/keys', 'DKIM keys']]
-    : [['#/class', 'Class'], ['#/zone', 'Zones'], keysHere && ['#/keys', 'DKIM keys']];
+    ? [['#/zone', 'My zone'], keysHere && ['#/keys', 'DKIM keys'], exercisesHere && ['#/exercises', 'Exercises']]
+    : [['#/class', 'Class'], ['#/zone', 'Zones'], keysHere && ['#/keys', 'DKIM keys'], exercisesHere && ['#/exercises', 'Exercises']];
   document.getElementById('classroom').replaceChildren(
     h('h2', {}, 'Classroom'),
     h('ul', {}, links.filter(Boolean).map(([href, text]) => h('li', {}, h('a', { href }, text)))),

@@ -44,7 +44,7 @@ export function conversation(record, current) {
   );
 }
 
-const DNS_ERRORS = {
+export const DNS_ERRORS = {
   ENOTFOUND: 'NXDOMAIN: no such name',
   ENODATA: 'NODATA: the name has no record of this type',
   ESERVFAIL: 'SERVFAIL: the server failed to answer',
@@ -53,7 +53,7 @@ const DNS_ERRORS = {
   ECONNREFUSED: 'no DNS server there',
 };
 
-function answerText(answer) {
+export function answerText(answer) {
   if (Array.isArray(answer)) return answer.join(''); // a TXT record's strings, read as one
   if (typeof answer === 'object' && answer) return `${answer.priority} ${answer.exchange}`;
   return String(answer);
