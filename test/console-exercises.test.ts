@@ -169,14 +169,21 @@ test("a student's SPF exercise fails with its reason, a hint, the fix, the pass 
   assert.match(await page.locator('.verdict').innerText(), /✓ SPF pass/);
   await page.getByText('The SMTP conversation').waitFor();
 
-  // The teacher opens her cell: the same result, and a check run for her.
-  await anaSpf.click();
+  // The teacher opens her cell from the keyboard: the same result, and a check run for her.
+  await anaSpf.focus();
+  await teacher.keyboard.press('Enter');
   await teacher.getByRole('heading', { name: /^Exercise 3: .* · ana$/ }).waitFor();
   const hers = teacher.locator('.result').first();
   assert.match(await hers.locator('.result-head').innerText(), /^✓ passed Checked at .* by ana,/);
   await teacher.getByText(/^ana has revealed 1 of \d+\.$/).waitFor();
   await teacher.getByRole('button', { name: 'Check now for ana' }).click();
   await hers.locator('.result-head').getByText(/by teacher/).waitFor({ timeout: 30_000 });
+  // A column's number opens the exercise as every student reads it, every hint shown.
+  await teacher.getByRole('link', { name: '← The class' }).click();
+  await grid.getByRole('link', { name: /^Exercise 3: / }).click();
+  await teacher.getByRole('heading', { name: /^Exercise 3: [^·]*$/ }).waitFor();
+  assert.match(await teacher.locator('.goal').innerText(), /<domain>/);
+  assert.ok((await teacher.locator('ol.hints li').count()) >= 2);
   checkRequests(browser, requested);
   checkRequests(teachers, []);
 });
