@@ -168,6 +168,9 @@ test("a student's SPF exercise fails with its reason, a hint, the fix, the pass 
   await page.getByRole('link', { name: 'Why' }).waitFor();
   assert.match(await page.locator('.verdict').innerText(), /✓ SPF pass/);
   await page.getByText('The SMTP conversation').waitFor();
+  await page.goBack();
+  await page.getByRole('heading', { name: /^Exercise 3: .* · ana$/ }).waitFor();
+  await page.evaluate(() => Object.assign(window, { loadedOnce: true }));
 
   // The teacher opens her cell from the keyboard: the same result, and a check run for her.
   await anaSpf.focus();
@@ -178,6 +181,9 @@ test("a student's SPF exercise fails with its reason, a hint, the fix, the pass 
   await teacher.getByText(/^ana has revealed 1 of \d+\.$/).waitFor();
   await teacher.getByRole('button', { name: 'Check now for ana' }).click();
   await hers.locator('.result-head').getByText(/by teacher/).waitFor({ timeout: 30_000 });
+  // ... which ana's page, open on the exercise, shows too, without a reload.
+  await latest.locator('.result-head').getByText(/^✓ passed Checked at .* by teacher,/).waitFor();
+  assert.equal(await page.evaluate(() => (window as { loadedOnce?: boolean }).loadedOnce), true);
   // A column's number opens the exercise as every student reads it, every hint shown.
   await teacher.getByRole('link', { name: '← The class' }).click();
   await grid.getByRole('link', { name: /^Exercise 3: / }).click();

@@ -74,7 +74,7 @@ function paragraphs(text) {
 // #/exercises/ID/STUDENT (the teacher: that student's exercise).
 export function exercisesView(section, [first, student], me) {
   if (first === 'grid' || (!first && me.role === 'teacher')) return gridView(section);
-  if (!first) return listView(section, me);
+  if (!first) return listView(section);
   return exerciseView(section, first, me.role === 'teacher' ? student : undefined, me);
 }
 
@@ -102,12 +102,13 @@ async function listView(section) {
 
 // One exercise: the student's own, or (the teacher) a student's, or (the
 // teacher, no student) its text as every student reads it.
-async function exerciseView(section, id, student, me) {
+async function exerciseView(section, key, student, me) {
   const query = student ? `?student=${enc(student)}` : '';
-  const where = `/api/exercises/${enc(id)}${query}`;
+  const where = `/api/exercises/${enc(key)}${query}`; // the key in the address: an id, or a number
   const teacher = me.role === 'teacher';
   let detail = await getJson(where);
   const x = detail.exercise;
+  const id = x.id; // as the events name it
   const whose = teacher ? student : me.student.name;
 
   const status = h('span', {});
@@ -193,8 +194,7 @@ async function exerciseView(section, id, student, me) {
       show(await getJson(where));
       checking.replaceChildren(`Checked in ${((Date.now() - started) / 1000).toFixed(1)} s.`);
     } catch (error) {
-      const wait = error.status === 429 && error.retryAfter ? ` Try again in ${error.retryAfter} s.` : '';
-      checking.replaceChildren(h('span', { class: 'error', role: 'alert' }, '⚠ ', error.message, wait));
+      checking.replaceChildren(h('span', { class: 'error', role: 'alert' }, '⚠ ', error.message)); // a 429 says how long to wait
     } finally {
       clearInterval(timer);
       running = false;
