@@ -95,6 +95,13 @@ test("a student's SPF exercise fails with its reason, a hint, the fix, the pass 
   const anaSpf = grid.locator('a.cell[href="#/exercises/spf/ana"]');
   assert.match(await anaSpf.getAttribute('aria-label') ?? '', /^ana, exercise 3 .*: not checked$/);
   assert.equal(await grid.locator('tbody tr').count(), 2, 'a row a student');
+  // Every state her cell shows, as it changes.
+  await teacher.evaluate(() => {
+    const states: string[] = [];
+    const look = () => states.push(document.querySelector('a.cell[href="#/exercises/spf/ana"]')?.getAttribute('aria-label') ?? '');
+    new MutationObserver(look).observe(document.querySelector('table.grid')!, { subtree: true, childList: true });
+    Object.assign(window, { states });
+  });
 
   // Ana: her exercises, then the SPF one.
   const page = await browser.newPage();
@@ -127,6 +134,8 @@ test("a student's SPF exercise fails with its reason, a hint, the fix, the pass 
   // The grid, without a reload, shows it failed.
   await teacher.locator('a.cell.bad[href="#/exercises/spf/ana"]').waitFor();
   assert.match(await anaSpf.getAttribute('aria-label') ?? '', /^ana, exercise 3 .*: failed; checked at \d\d:\d\d$/);
+  const states = [...new Set(await teacher.evaluate(() => (window as unknown as { states: string[] }).states))].map((l) => l.replace(/^ana, exercise 3 [^:]*: /, ''));
+  assert.deepEqual(states.map((l) => l.replace(/\d\d:\d\d/, 'HH:MM')), ['checking', 'failed; checked at HH:MM'], 'running while it ran');
 
   // A hint, then the next.
   const hintButton = page.getByRole('button', { name: /^Show a hint \(1 of \d+\)$/ });
