@@ -44,6 +44,7 @@ const consoleOf = (mta: LabMta) => `http://${mta.host}:${mta.apiPort}/`;
 async function shoot(page: Page, name: string, fullPage = false) {
   if (!images) return;
   mkdirSync(images, { recursive: true });
+  await page.evaluate(() => document.getAnimations().forEach((a) => a.finish())); // a changed cell's ring, faded
   await page.screenshot({ path: `${images}${name}.png`, fullPage });
 }
 

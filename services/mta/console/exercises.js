@@ -190,9 +190,9 @@ async function exerciseView(section, key, student, me) {
     tick();
     const timer = setInterval(tick, 1000);
     try {
-      await send('POST', `/api/exercises/${enc(id)}/check${query}`);
+      const result = await send('POST', `/api/exercises/${enc(id)}/check${query}`);
       show(await getJson(where));
-      checking.replaceChildren(`Checked in ${((Date.now() - started) / 1000).toFixed(1)} s.`);
+      checking.replaceChildren(`Checked in ${((Date.now() - started) / 1000).toFixed(1)} s: ${STATUS[result.status]?.[2] ?? result.status}.`);
     } catch (error) {
       checking.replaceChildren(h('span', { class: 'error', role: 'alert' }, '⚠ ', error.message)); // a 429 says how long to wait
     } finally {
@@ -326,7 +326,7 @@ async function gridView(section) {
   const titles = new Map(grid.exercises.map((x) => [x.id, `${x.number} ${x.title}`]));
   const passedCounts = new Map(); // exercise id -> its footer cell
 
-  const cell = (student, exercise, state = { status: 'unchecked', hintsShown: 0 }) => {
+  const cell = (student, exercise, state = { status: 'unchecked', hintsShown: 0 }, changed = false) => {
     const shown = state.running ? 'running' : state.status;
     const [kind, symbol] = STATUS[shown] ?? ['plain', '?'];
     const latestDiffers = state.status === 'pass' && STATUS[state.latest] && state.latest !== 'pass';
@@ -334,7 +334,7 @@ async function gridView(section) {
     const label = [`${student}, exercise ${titles.get(exercise)}: ${STATUS[shown]?.[2] ?? shown}`, when, latestDiffers && `latest check ${STATUS[state.latest][2]}`, state.hintsShown && `${state.hintsShown} hint${state.hintsShown === 1 ? '' : 's'} shown`].filter(Boolean).join('; ');
     return h(
       'a',
-      { class: `cell ${kind}`, href: `#/exercises/${enc(exercise)}/${enc(student)}`, 'aria-label': label, title: label },
+      { class: `cell ${kind}${changed ? ' changed' : ''}`, href: `#/exercises/${enc(exercise)}/${enc(student)}`, 'aria-label': label, title: label },
       h('span', { class: 'cell-status' }, h('span', { 'aria-hidden': 'true' }, symbol), ` ${CELL_WORDS[shown] ?? shown}`),
       // A second line always, empty or not: every cell has the same height.
       h('span', { class: 'cell-more' }, [latestDiffers && `latest ${STATUS[state.latest][1]}`, state.hintsShown && `${state.hintsShown}h`].filter(Boolean).join(' · ') || ' '),
@@ -397,10 +397,7 @@ async function gridView(section) {
     if (!td) return;
     const s = grid.students.find((x) => x.name === student);
     s.cells[exercise] = state;
-    td.replaceChildren(cell(student, exercise, state));
-    td.classList.remove('new');
-    void td.offsetWidth; // restart the highlight
-    td.classList.add('new');
+    td.replaceChildren(cell(student, exercise, state, true)); // a new element: its highlight starts afresh
     counts();
   };
   return {
