@@ -91,6 +91,13 @@ try {
   const credentials = issueCredentials(classDir).issued;
   const teacher = credentials.get('teacher')!;
   child = spawn(process.execPath, ['scripts/lab.ts', '--fresh', '--data-dir', dataDir], { cwd: root, env: { ...process.env, LAB_CLASS: classDir, LOG_LEVEL: 'warn' }, stdio: ['ignore', 'ignore', 'pipe'] });
+  // Interrupted (Ctrl-C, a timeout's SIGTERM): the lab stops too, not left holding the embedded lab's ports.
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      child?.kill('SIGTERM');
+      process.exit(130);
+    });
+  }
   let said = '';
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (said += chunk));
   for (const deadline = Date.now() + 60_000; !/lab ready in \d+ ms/.test(said); await sleep(50)) {

@@ -9,8 +9,10 @@ import type { Probe } from './probes.ts';
 export function judge(probe: Probe, expect: ProbeExpect, student: Student): Outcome {
   const { saw, transaction } = probe;
   if (!transaction) {
-    const labFault = /could not be reached|within \d+ s$/.test(saw.undelivered ?? '');
-    return { status: labFault && !/queue:/.test(saw.undelivered ?? '') ? 'error' : 'fail', reason: `the message from ${saw.sentBy} did not reach a decision: ${saw.undelivered}` };
+    // Nothing of the student's can stop a submission or leave no word at all:
+    // that is the lab's fault, not theirs. A queue's word is about their domain.
+    const labFault = /could not be reached|refused to send it|within \d+ s$/.test(saw.undelivered ?? '');
+    return { status: labFault ? 'error' : 'fail', reason: `the message from ${saw.sentBy} did not reach a decision: ${saw.undelivered}` };
   }
   const decision = transaction.decision as typeof transaction.decision & { arcOverride?: string; arcDeclined?: string };
   const checks = transaction.checks;
@@ -57,7 +59,9 @@ export function judge(probe: Probe, expect: ProbeExpect, student: Student): Outc
   const disposition = decision.disposition === 'reject' || decision.disposition === 'refused' ? 'reject' : decision.disposition;
   if (expect.disposition && disposition !== expect.disposition) {
     const where = { inbox: 'the inbox', junk: 'Junk', reject: 'refused' }[expect.disposition];
-    wrong.push(`it was ${disposition === 'reject' ? `refused (${'code' in decision ? `${decision.code} ${decision.enhanced ?? ''}`.trim() : ''})` : `put in ${disposition === 'inbox' ? 'the inbox' : disposition}`}, not ${where}: ${decision.reason}`);
+    const code = 'code' in decision && decision.code ? `${decision.code} ${decision.enhanced ?? ''}`.trim() : '';
+    const got = { reject: `refused (${code})`, defer: `deferred (${code}): the sender will try again`, inbox: 'put in the inbox', junk: 'put in Junk' }[disposition] ?? disposition;
+    wrong.push(`it was ${got}, not ${where}: ${decision.reason}`);
   }
   if (expect.arcOverride !== undefined && Boolean(decision.arcOverride) !== expect.arcOverride) {
     wrong.push(expect.arcOverride ? `the receiver did not accept it on the list's ARC seal${decision.arcDeclined ? `: ${decision.arcDeclined}` : ''}` : `the receiver accepted it on an ARC seal: ${decision.arcOverride}`);

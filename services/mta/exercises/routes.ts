@@ -43,18 +43,23 @@ const CHECKS_PER_MINUTE = 20;
 export class ExerciseRoutes {
   private ctx: ExercisesContext;
   private recent = new Map<string, number[]>(); // student -> when their last checks started
+  private listeners: ((student: string, exercise: string, state: ReturnType<Results['state']>) => void)[] = [];
 
   constructor(ctx: ExercisesContext) {
     this.ctx = ctx;
+    ctx.grader?.onChange((student, exercise) => this.changed(student, exercise));
   }
 
-  // Each change of a student's exercise state (a check started or finished), for the consoles.
+  // Each change of a student's exercise state (a check started or finished,
+  // a hint revealed), for the consoles.
   onChange(listener: (student: string, exercise: string, state: ReturnType<Results['state']>) => void): void {
-    this.ctx.grader?.onChange((name, id) => {
-      const student = this.ctx.classroom.student(name);
-      const exercise = this.ctx.exercises.find((e) => e.id === id);
-      if (student && exercise) listener(name, id, this.state(student, exercise));
-    });
+    this.listeners.push(listener);
+  }
+
+  private changed(name: string, id: string): void {
+    const student = this.ctx.classroom.student(name);
+    const exercise = this.ctx.exercises.find((e) => e.id === id);
+    if (student && exercise) for (const listener of this.listeners) listener(name, id, this.state(student, exercise));
   }
 
   async route(request: IncomingMessage, url: URL, path: string, caller: Caller, scope: Scope): Promise<unknown> {
@@ -96,6 +101,7 @@ export class ExerciseRoutes {
       only('POST');
       if (!scope.student) throw new HttpError(400, 'the teacher sees every hint already: hints are revealed by a student, one at a time');
       const shown = await this.ctx.results.revealHint(scope.student.name, exercise.id, exercise.hints.length);
+      this.changed(scope.student.name, exercise.id);
       return { hints: exercise.hints.slice(0, shown).map((h) => this.fill(h, scope.student)) };
     }
     only('GET');
