@@ -4,8 +4,9 @@
 // LAB_TOKEN's credential (scripts/lab/api.ts). What goes wrong is a LabError
 // with the command's exit code: 2 for what the person typed or set, 3 when
 // the lab is not there or answers with an error.
-import { MAILBOXES_AT } from '../../services/lib/classroom.ts';
-import type { RecordShape } from '../../services/lib/resolver.ts';
+import { MAILBOXES_AT, type Student } from '../../services/lib/classroom.ts';
+import type { ProbeSaw } from '../../services/mta/exercises/probes.ts';
+import type { CheckResult, ExerciseResult, ExerciseState } from '../../services/mta/exercises/results.ts';
 import { credentialHeader } from '../lab/api.ts';
 import type { Lab } from '../lab/compose.ts';
 import { LabError } from '../lab/errors.ts';
@@ -14,17 +15,8 @@ import { notRunningHint } from '../lab/published.ts';
 export const MISTAKE = 2;
 export const LAB_TROUBLE = 3;
 
-// The API's answers, as the receiver sends them (contract of issue 15).
-export type Status = 'pass' | 'fail' | 'error' | 'unchecked';
-
-export interface ExerciseState {
-  status: Status;
-  passedAt?: string;
-  checkedAt?: string;
-  latest?: Status;
-  hintsShown: number;
-  running?: boolean;
-}
+// The API's answers, as the receiver sends them (services/mta/exercises/routes.ts).
+export type { CheckResult, ExerciseResult, ExerciseState, ProbeSaw };
 
 export interface ExerciseView {
   number: number;
@@ -38,50 +30,7 @@ export interface ExerciseView {
   state?: ExerciseState;
 }
 
-export interface ProbeSaw {
-  probe: string;
-  sentBy: string;
-  from: string;
-  mailFrom: string;
-  to: string;
-  subject: string;
-  messageId: string;
-  sentAt: string;
-  session?: string;
-  delivery?: { id: string; mailbox: string; folder: 'INBOX' | 'Junk' };
-  verdicts?: { spf: string; dkim: string; dmarc: string; arc: string; policy?: string };
-  decision?: { disposition: string; reason: string; code?: string };
-  undelivered?: string;
-}
-
-export interface Saw {
-  dns?: { name: string; type: string; answer: RecordShape[]; error?: string }[]; // as the receiver's resolver answered
-  message?: ProbeSaw;
-}
-
-export interface CheckResult {
-  title: string;
-  status: 'pass' | 'fail' | 'error';
-  reason: string;
-  saw: Saw;
-}
-
-export interface ExerciseResult {
-  exercise: string;
-  number: number;
-  student: string;
-  status: 'pass' | 'fail' | 'error';
-  checkedAt: string;
-  ms: number;
-  by: string;
-  checks: CheckResult[];
-}
-
-export interface Person {
-  name: string;
-  domain: string;
-  address: string;
-}
+export type Person = Pick<Student, 'name' | 'domain' | 'address'>;
 
 export interface Me {
   role: 'teacher' | 'student';

@@ -32,15 +32,17 @@ export async function show(api: ExerciseApi, name: string, studentName?: string)
   const { exercise: view, latest, passed } = await api.exercise(exercise.id, asked(me, student));
   const lines = [`${heading(view)} (${view.minutes} minutes)${student ? `, for ${student.name} (${student.domain})` : ''}`, '', 'Goal:', indent(view.goal), ''];
   const all = me.role === 'teacher';
-  lines.push(all ? `Hints (${view.hintCount}, a student sees them one at a time):` : `Hints (${view.hints.length} of ${view.hintCount} shown${view.hints.length < view.hintCount ? `; the next: npm run exercise -- hint ${view.number}` : ''}):`);
-  lines.push(...view.hints.map((h, i) => indent(`${i + 1}. ${h}`)), '', 'Checks:', ...view.checks.map((c) => `  - ${c}`));
-  if (student) {
-    lines.push('', passed ? `Passed ${passed.checkedAt} (checked by ${passed.by}).` : 'Not passed yet.');
-    if (latest) lines.push('', `The latest check${passed?.checkedAt === latest.checkedAt ? ', the one that passed it' : ''}:`, describeResult(latest, (id) => api.sessionLink(id)));
-    if (passed && passed.checkedAt !== latest?.checkedAt) lines.push('', 'The check that passed it:', describeResult(passed, (id) => api.sessionLink(id)));
-    if (!latest) lines.push(`Not checked yet: npm run exercise -- check ${view.number}${me.role === 'teacher' ? ` --student ${student.name}` : ''}`);
+  const next = view.hints.length < view.hintCount ? `; the next: npm run exercise -- hint ${view.number}` : '';
+  if (all) lines.push(`Hints (${view.hintCount}, a student sees them one at a time):`);
+  else lines.push(view.hints.length ? `Hints (${view.hints.length} of ${view.hintCount} shown${next}):` : `Hints: none shown yet (${view.hintCount}${next})`);
+  lines.push(...view.hints.map((h, i) => indent(`${i + 1}. ${h}`)), '', 'Checks:', ...view.checks.map((c) => `  - ${c}`), '');
+  if (student && !latest) lines.push(`Not checked yet: npm run exercise -- check ${view.number}${me.role === 'teacher' ? ` --student ${student.name}` : ''}`);
+  if (latest) {
+    lines.push(passed ? `Passed ${passed.checkedAt} (checked by ${passed.by}).` : 'Not passed yet.');
+    lines.push('', `The latest check${passed?.checkedAt === latest.checkedAt ? ', the one that passed it' : ''}:`, describeResult(latest, (id) => api.sessionLink(id)));
+    if (passed && passed.checkedAt !== latest.checkedAt) lines.push('', 'The check that passed it:', describeResult(passed, (id) => api.sessionLink(id)));
   }
-  out(lines.join('\n'));
+  out(lines.join('\n').trimEnd());
   return 0;
 }
 

@@ -20,10 +20,9 @@ export function describeResult(result: ExerciseResult, sessionLink: (id: string)
   const lines: string[] = [];
   for (const check of result.checks) {
     lines.push(`  ${mark(check.status).padEnd(5)}  ${check.title}`, `${INDENT}${check.reason}`);
-    for (const d of check.saw.dns ?? []) {
-      const answer = d.error ?? (d.answer.length > 0 ? d.answer.map(record).join(' | ') : 'no records');
-      lines.push(`${INDENT}dns: ${d.name} ${d.type} -> ${answer}`);
-    }
+    // A question asked twice with the same answer (a lookup, then the SPF evaluation) is shown once.
+    const dns = (check.saw.dns ?? []).map((d) => `dns: ${d.name} ${d.type} -> ${d.error ?? (d.answer.length > 0 ? d.answer.map((a) => record(a as RecordShape)).join(' | ') : 'no records')}`);
+    lines.push(...[...new Set(dns)].map((l) => `${INDENT}${l}`));
     if (check.saw.message) lines.push(...probe(check.saw.message, sessionLink).map((l) => `${INDENT}${l}`));
   }
   const passed = result.checks.filter((c) => c.status === 'pass').length;
@@ -40,6 +39,7 @@ function probe(m: ProbeSaw, sessionLink: (id: string) => string): string[] {
     const { spf, dkim, dmarc, arc, policy } = m.verdicts;
     lines.push(`  spf=${spf} dkim=${dkim} dmarc=${dmarc} arc=${arc}${policy ? ` policy=${policy}` : ''}`);
   }
+  if (m.deliveredBy) lines.push(`  handed to the receiver by ${m.deliveredBy}`);
   if (m.decision) lines.push(`  decision: ${m.decision.disposition}${m.decision.code ? ` ${m.decision.code}` : ''}: ${m.decision.reason}`);
   if (m.delivery) lines.push(`  stored in ${m.delivery.mailbox} ${m.delivery.folder} (message ${m.delivery.id})`);
   if (m.undelivered) lines.push(`  no decision: ${m.undelivered}`);
