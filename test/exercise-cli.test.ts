@@ -1,6 +1,6 @@
 // npm run exercise, the command itself: its mistakes (exit 2 and a message
-// that names the problem), and against an embedded lab serving a class of
-// two: no lab (exit 3), a check that fails on an empty zone with the reasons
+// that names the problem), no lab and a lab without a class (exit 3), and
+// against an embedded lab serving a class of two: a check that fails on an empty zone with the reasons
 // the receiver stored, one that passes once the records are there, hints
 // revealed one at a time, and the teacher's grade with its table, JSON and
 // JUnit (well-formed for xmllint) and exit codes. The whole class solving
@@ -65,10 +65,44 @@ const busy = (await findPortProblems(lab.services)).busy;
 if (busy.length > 0 && process.env.CI === 'true') throw new Error(`the embedded lab's ports are taken: ${busy.join(', ')}`);
 const skip = busy.length > 0 && `the embedded lab's ports are taken (is a lab running?): ${busy.join(', ')}`;
 
+// `npm run lab` for the class in classDir (none when it holds no class.yaml); resolves when it is ready.
+async function startLab(classDir: string, dataDir: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['scripts/lab.ts', '--fresh', '--data-dir', dataDir], { cwd: root, env: { ...process.env, LAB_CLASS: classDir }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let said = '';
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (said += chunk));
+  for (const deadline = Date.now() + 40_000; !/lab ready in \d+ ms/.test(said); await new Promise((r) => setTimeout(r, 50))) {
+    if (child.exitCode !== null) throw new Error(`the lab exited (${child.exitCode}):\n${said}`);
+    if (Date.now() > deadline) throw new Error(`the lab was not ready within 40 s:\n${said}`);
+  }
+  return child;
+}
+
+async function stopLab(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  await exited;
+}
+
 test('no lab running: exit 3, saying so and how to start one', { skip }, async () => {
   const run = await exercise(['list'], 'teacher-x');
   assert.equal(run.code, 3, run.stderr);
   assert.match(run.stderr, /nothing answers at 127\.0\.2\.20:8025: is the lab running\? \(start it with: npm run lab\)/);
+});
+
+test('a lab without a class: exit 3, saying exercises need one', { skip, timeout: 60_000 }, async () => {
+  const noClass = mkdtempSync(join(tmpdir(), 'exercise-no-class-'));
+  const dataDir = mkdtempSync(join(tmpdir(), 'exercise-no-class-lab-'));
+  const child = await startLab(noClass, dataDir);
+  try {
+    const run = await exercise(['list'], 'teacher-x');
+    assert.equal(run.code, 3, run.stderr);
+    assert.match(run.stderr, /the lab serves no class: exercises are checked in classroom mode/);
+  } finally {
+    await stopLab(child);
+    rmSync(noClass, { recursive: true, force: true });
+    rmSync(dataDir, { recursive: true, force: true });
+  }
 });
 
 describe('against a class lab', { skip }, () => {
@@ -91,20 +125,10 @@ describe('against a class lab', { skip }, () => {
   before(async () => {
     writeFileSync(join(classDir, 'class.yaml'), 'name: Exercise CLI class\nstudents: [ana, ben]\n');
     credentials = issueCredentials(classDir).issued;
-    runner = spawn(process.execPath, ['scripts/lab.ts', '--fresh', '--data-dir', dataDir], { cwd: root, env: { ...process.env, LAB_CLASS: classDir }, stdio: ['ignore', 'ignore', 'pipe'] });
-    let said = '';
-    runner.stderr!.setEncoding('utf8').on('data', (chunk: string) => (said += chunk));
-    for (const deadline = Date.now() + 40_000; !/lab ready in \d+ ms/.test(said); await new Promise((r) => setTimeout(r, 50))) {
-      if (runner.exitCode !== null) throw new Error(`the lab exited (${runner.exitCode}):\n${said}`);
-      if (Date.now() > deadline) throw new Error(`the lab was not ready within 40 s:\n${said}`);
-    }
+    runner = await startLab(classDir, dataDir);
   });
   after(async () => {
-    if (runner && runner.exitCode === null) {
-      const exited = new Promise((resolve) => runner!.once('exit', resolve));
-      runner.kill('SIGTERM');
-      await exited;
-    }
+    await stopLab(runner);
     rmSync(classDir, { recursive: true, force: true });
     rmSync(dataDir, { recursive: true, force: true });
   });
