@@ -106,8 +106,8 @@ test('a lab without a class: exit 3, saying exercises need one', { skip, timeout
 });
 
 describe('against a class lab', { skip }, () => {
-  const classDir = mkdtempSync(join(tmpdir(), 'exercise-class-'));
-  const dataDir = mkdtempSync(join(tmpdir(), 'exercise-lab-'));
+  let classDir: string;
+  let dataDir: string;
   let runner: ChildProcess | undefined;
   let credentials: Map<string, string>;
   const token = (name: string) => credentials.get(name)!;
@@ -123,6 +123,8 @@ describe('against a class lab', { skip }, () => {
   };
 
   before(async () => {
+    classDir = mkdtempSync(join(tmpdir(), 'exercise-class-'));
+    dataDir = mkdtempSync(join(tmpdir(), 'exercise-lab-'));
     writeFileSync(join(classDir, 'class.yaml'), 'name: Exercise CLI class\nstudents: [ana, ben]\n');
     credentials = issueCredentials(classDir).issued;
     runner = await startLab(classDir, dataDir);
