@@ -192,7 +192,7 @@ test('a student checks only themselves and cannot see the grid or write a result
   assert.equal((await call(`${api.receiverApi}/api/exercises/1`, ben)).body.exercise.state.status, 'fail');
 });
 
-test("the teacher's grade: valid JSON and JUnit that agree with the console's grid", { skip, timeout: 180_000 }, async () => {
+test("the teacher's grade: valid JSON and JUnit that agree with the console's grid", { skip, timeout: 180_000 }, async (t) => {
   const junit = join(dataDir, 'grades.xml');
   const graded = await exercise('teacher', 'grade', '--json', '--junit', junit);
   assert.equal(graded.code, 1, graded.stderr); // nobody has passed everything
@@ -217,7 +217,10 @@ test("the teacher's grade: valid JSON and JUnit that agree with the console's gr
   for (const id of ['mx', 'spf', 'dkim', 'dmarc-none', 'dmarc-reject', 'spf-lookups', 'strict-alignment', 'subdomain-policy', 'mailing-list']) assert.equal(status('eli', id).status, 'pass', `eli ${id}: ${why('eli', id)}`);
   // JUnit: well-formed, one case per student and exercise, failures where the grid says fail.
   const xml = readFileSync(junit, 'utf8');
-  await run('xmllint', ['--noout', junit]);
+  const xmllint = await run('xmllint', ['--version']).then(() => true, () => false);
+  if (xmllint) await run('xmllint', ['--noout', junit]);
+  else if (process.env.CI === 'true') assert.fail('xmllint is missing (apt-get install libxml2-utils)');
+  else t.diagnostic('not checked with xmllint, which is missing here (apt-get install libxml2-utils)');
   assert.equal((xml.match(/<testcase /g) ?? []).length, 55);
   const failing = grid.students.flatMap((s: { cells: Record<string, { status: string }> }) => Object.values(s.cells).filter((c) => c.status !== 'pass')).length;
   assert.equal((xml.match(/<failure /g) ?? []).length + (xml.match(/<error /g) ?? []).length, failing);

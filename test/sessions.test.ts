@@ -78,3 +78,31 @@ test('the end of a session is saved with it, and only the newest records are kep
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("a watcher hears of each save with its Message-ID, and one transaction is read without the session's other lines", async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sessions-'));
+  try {
+    const store = new SessionStore(dir, 100);
+    const heard: string[] = [];
+    const stop = store.watch('<m2@sender.test>', (id) => heard.push(id));
+    const record = session('pool');
+    for (let n = 1; n <= 3; n++) {
+      record.transactions.push(transaction(`<m${n}@sender.test>`, `d${n}`));
+      await store.save(record, true);
+    }
+    await store.save({ ...record, endedAt: '2026-11-28T10:00:09.000Z' }, true);
+    assert.deepEqual(heard, ['pool'], 'once: the save that held it');
+    stop();
+    await store.save({ ...session('other', 1), transactions: [transaction('<m2@sender.test>', 'd5')] }, true);
+    assert.deepEqual(heard, ['pool'], 'stopped');
+
+    const found = await store.findTransaction('pool', '<m2@sender.test>', (t) => t.message?.messageId === '<m2@sender.test>');
+    assert.equal(found?.transaction.deliveries[0].id, 'd2');
+    assert.equal(found?.session.id, 'pool');
+    assert.equal(found?.session.client.address, '192.0.2.10');
+    assert.equal(await store.findTransaction('pool', '<m9@sender.test>', () => true), undefined);
+    assert.equal(await store.findTransaction('nobody', '<m2@sender.test>', () => true), undefined);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

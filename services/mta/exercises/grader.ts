@@ -122,10 +122,10 @@ export class Grader {
       }
       const status: Status = checks.some((c) => c.status === 'fail') ? 'fail' : checks.some((c) => c.status === 'error') ? 'error' : 'pass';
       const result: ExerciseResult = { exercise: exercise.id, number: exercise.number, student: student.name, status, checkedAt: new Date().toISOString(), ms: Math.round(performance.now() - started), by, checks };
-      await this.ctx.results.record(result);
       results.push(result);
       log.info({ student: student.name, exercise: exercise.id, status, by, failed: checks.filter((c) => c.status !== 'pass').map((c) => c.title) }, `exercise ${exercise.number} (${exercise.id}) for ${student.name}: ${status}`);
     }
+    await this.ctx.results.record(student.name, results);
     return results;
   }
 

@@ -12,6 +12,7 @@
 //                      to them) and <name>-list@forwarder.test (a list with them
 //                      as its member: tag, footer, ARC seal)
 import { randomBytes } from 'node:crypto';
+import { createSecureContext, type SecureContext } from 'node:tls';
 import type { Student } from '../../lib/classroom.ts';
 import type { QueueEntry } from '../outbound/queue.ts';
 import { smtpSend } from '../outbound/smtp-client.ts';
@@ -64,6 +65,7 @@ export class Probes {
   private sessions: SessionStore;
   private hostname: string;
   private ca: Buffer;
+  private secureContext: SecureContext; // one for every probe: making one costs more than the handshake
   private open = new Map<string, number>(); // instance -> its sessions now
   private waiting = new Map<string, (() => void)[]>();
 
@@ -72,6 +74,7 @@ export class Probes {
     this.sessions = sessions;
     this.hostname = hostname;
     this.ca = ca;
+    this.secureContext = createSecureContext({ ca });
   }
 
   private plan(name: ProbeName, student: Student): Plan {
@@ -123,7 +126,7 @@ export class Probes {
       let reply;
       await this.slot(plan.by.name);
       try {
-        reply = await smtpSend({ host, port, localAddress: this.peers.localAddress, name: this.hostname, servername: plan.by.hostname, ca: this.ca, auth: plan.login, envelope: { from: plan.mailFrom, to: [plan.rcpt] }, raw });
+        reply = await smtpSend({ host, port, localAddress: this.peers.localAddress, name: this.hostname, servername: plan.by.hostname, ca: this.ca, secureContext: this.secureContext, auth: plan.login, envelope: { from: plan.mailFrom, to: [plan.rcpt] }, raw });
       } catch (error) {
         return { saw: { ...saw, undelivered: `${plan.by.hostname}'s submission could not be reached: ${(error as Error).message}` } };
       } finally {
@@ -165,16 +168,21 @@ export class Probes {
       const entry = await this.peers.api<QueueEntry>(by, `/api/queue/${encodeURIComponent(queueId)}`).catch(() => undefined);
       const r = entry?.recipients.find((x) => x.status !== 'delivered');
       if (r?.lastReply) queueSaid = `${by.hostname}'s queue: ${r.lastReply}`;
-      if (r?.status === 'failed') return Promise.race([decided, new Promise<Probe>((resolve) => setTimeout(() => resolve({ saw: { ...saw, undelivered: `not delivered: ${queueSaid}` } }), 200))]);
+      if (r?.status !== 'failed') continue;
+      // An MX that answered has recorded its decision, though under load it
+      // may be saved after the sender heard the reply: wait for it. Without
+      // an answer (no MX, no connection) none will come.
+      if (r.remoteMta) queueId = undefined;
+      else return Promise.race([decided, new Promise<Probe>((resolve) => setTimeout(() => resolve({ saw: { ...saw, undelivered: `not delivered: ${queueSaid}` } }), 200))]);
     }
     return { saw: { ...saw, undelivered: `no decision at the receiver within ${DEADLINE_MS / 1000} s${queueSaid ? `; ${queueSaid}` : ''}` } };
   }
 
   // The session's decision about this probe for the student, if it has one yet.
   private async decision(id: string, saw: ProbeSaw, recipient: string): Promise<Probe | undefined> {
-    const session = await this.sessions.get(id);
-    const transaction = session?.transactions.find((t) => t.message?.messageId === saw.messageId && t.envelope.rcptTo.includes(recipient) && t.at >= saw.sentAt);
-    if (!session || !transaction) return undefined;
+    const found = await this.sessions.findTransaction(id, saw.messageId, (t) => t.message?.messageId === saw.messageId && t.envelope.rcptTo.includes(recipient) && t.at >= saw.sentAt);
+    if (!found) return undefined;
+    const { session, transaction } = found;
     const checks = transaction.checks;
     const delivery = transaction.deliveries.find((d) => d.mailbox === recipient);
     const decision = transaction.decision;

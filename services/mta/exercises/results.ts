@@ -96,11 +96,14 @@ export class Results {
     return file.hints[exercise];
   }
 
-  async record(result: ExerciseResult): Promise<void> {
-    const entry = (this.file(result.student).exercises[result.exercise] ??= {});
-    entry.latest = result;
-    if (result.status === 'pass' && !entry.passed) entry.passed = result;
-    await this.save(result.student);
+  // One run's results, of one student: one write.
+  async record(student: string, results: ExerciseResult[]): Promise<void> {
+    for (const result of results) {
+      const entry = (this.file(student).exercises[result.exercise] ??= {});
+      entry.latest = result;
+      if (result.status === 'pass' && !entry.passed) entry.passed = result;
+    }
+    await this.save(student);
   }
 
   private save(student: string): Promise<void> {

@@ -286,13 +286,42 @@ export class SessionStore {
       (!filter.messageId || s.messageIds.includes(filter.messageId)) &&
       (!filter.recipient || s.recipients.includes(filter.recipient.toLowerCase())) &&
       (!filter.disposition || s.dispositions.includes(filter.disposition));
-    return [...this.index.values()].map((known) => sessionSummary(known, filter.recipients)).filter(wanted).reverse();
+    // A Message-ID or a recipient asked for rules out most sessions before any summary is made.
+    const recipient = filter.recipient?.toLowerCase();
+    const maybe = (known: Entry) =>
+      (!filter.messageId || known.transactions.some((t) => t.messageId === filter.messageId)) && (!recipient || known.transactions.some((t) => t.recipients.includes(recipient)));
+    return [...this.index.values()].filter(maybe).map((known) => sessionSummary(known, filter.recipients)).filter(wanted).reverse();
   }
 
   async get(id: string): Promise<SessionRecord | undefined> {
     const known = this.index.get(id);
     if (!known) return undefined;
     return replay(await readFile(join(this.dir, known.file), 'utf8'));
+  }
+
+  // One transaction of a session, found without replaying the whole record:
+  // another MTA's pooled connection carries thousands of messages in one
+  // session, and an exercise check asks for one of them at a time. Each
+  // transaction is in one line of the file (the save that first held it
+  // complete), and every line repeats the record's own fields; `text` is
+  // something that line must contain (a Message-ID), so that only it is parsed.
+  async findTransaction(id: string, text: string, wanted: (t: Transaction) => boolean): Promise<{ session: Omit<SessionRecord, 'transcript' | 'transactions'>; transaction: Transaction } | undefined> {
+    const known = this.index.get(id);
+    if (!known) return undefined;
+    const lines = (await readFile(join(this.dir, known.file), 'utf8')).split('\n');
+    for (let i = lines.length - 1; i >= 0; i--) {
+      if (!lines[i].includes(text)) continue;
+      let update: Update;
+      try {
+        update = JSON.parse(lines[i]);
+      } catch {
+        continue; // torn by a crash: not acknowledged
+      }
+      const { transcriptFrom: _a, transcript: _b, transactionsFrom: _c, transactions, ...session } = update;
+      const transaction = transactions.find(wanted);
+      if (transaction) return { session, transaction };
+    }
+    return undefined;
   }
 
   // The session a stored message came from.
