@@ -5,50 +5,26 @@
 // test/docker.test.ts runs the same lesson under compose.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { issueCredentials } from '../services/lib/classroom.ts';
 import { readLab, root } from '../scripts/lab/compose.ts';
-import { findPortProblems } from '../scripts/lab/preflight.ts';
 import { afterRestart, classroomFlow, type ClassLab } from './support/classroom-flow.ts';
-import { lockEmbeddedLab } from './support/lab-lock.ts';
+import { claimEmbeddedLab, startClassLab, stopClassLab } from './support/class-lab.ts';
 
-await lockEmbeddedLab();
+const skip = await claimEmbeddedLab();
 const lab = readLab();
-const busy = (await findPortProblems(lab.services)).busy;
-if (busy.length > 0 && process.env.CI === 'true') throw new Error(`the embedded lab's ports are taken: ${busy.join(', ')}`);
-const skip = busy.length > 0 && `the embedded lab's ports are taken (is a lab running?): ${busy.join(', ')}`;
 
 const classDir = mkdtempSync(join(tmpdir(), 'class-'));
 const dataDir = mkdtempSync(join(tmpdir(), 'class-lab-'));
 let runner: ChildProcess | undefined;
 let c: ClassLab;
 
-// `npm run lab` for this class; resolves when the lab is ready.
-async function startLab(fresh: boolean): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['scripts/lab.ts', ...(fresh ? ['--fresh'] : []), '--data-dir', dataDir], {
-    cwd: root,
-    env: { ...process.env, LAB_CLASS: classDir },
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let said = '';
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (said += chunk));
-  for (const deadline = Date.now() + 40_000; !/lab ready in \d+ ms/.test(said); await new Promise((r) => setTimeout(r, 50))) {
-    if (child.exitCode !== null) throw new Error(`the lab exited (${child.exitCode}):\n${said}`);
-    if (Date.now() > deadline) throw new Error(`the lab was not ready within 40 s:\n${said}`);
-  }
-  return child;
-}
-
-async function stopLab(): Promise<void> {
-  if (!runner || runner.exitCode !== null) return;
-  const exited = new Promise((resolve) => runner!.once('exit', resolve));
-  runner.kill('SIGTERM');
-  await exited;
-}
+const startLab = (fresh: boolean) => startClassLab(classDir, dataDir, fresh);
+const stopLab = () => stopClassLab(runner);
 
 before(async () => {
   if (skip) return;

@@ -7,15 +7,14 @@
 // the exercises is test/exercises.test.ts's.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFile, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { issueCredentials } from '../services/lib/classroom.ts';
 import { readLab, root } from '../scripts/lab/compose.ts';
-import { findPortProblems } from '../scripts/lab/preflight.ts';
 import { call, endpoints } from './support/classroom-flow.ts';
-import { lockEmbeddedLab } from './support/lab-lock.ts';
+import { claimEmbeddedLab, startClassLab, stopClassLab } from './support/class-lab.ts';
 import { requireTool } from './support/tools.ts';
 
 interface Run {
@@ -59,30 +58,12 @@ test('mistakes in the command: exit 2 with a message naming the problem, before 
   assert.match(help.stdout, /grade .*\n[\s\S]*--junit FILE/);
 });
 
-await lockEmbeddedLab();
+const skip = await claimEmbeddedLab();
 const lab = readLab();
-const busy = (await findPortProblems(lab.services)).busy;
-if (busy.length > 0 && process.env.CI === 'true') throw new Error(`the embedded lab's ports are taken: ${busy.join(', ')}`);
-const skip = busy.length > 0 && `the embedded lab's ports are taken (is a lab running?): ${busy.join(', ')}`;
 
-// `npm run lab` for the class in classDir (none when it holds no class.yaml); resolves when it is ready.
-async function startLab(classDir: string, dataDir: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['scripts/lab.ts', '--fresh', '--data-dir', dataDir], { cwd: root, env: { ...process.env, LAB_CLASS: classDir }, stdio: ['ignore', 'ignore', 'pipe'] });
-  let said = '';
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (said += chunk));
-  for (const deadline = Date.now() + 40_000; !/lab ready in \d+ ms/.test(said); await new Promise((r) => setTimeout(r, 50))) {
-    if (child.exitCode !== null) throw new Error(`the lab exited (${child.exitCode}):\n${said}`);
-    if (Date.now() > deadline) throw new Error(`the lab was not ready within 40 s:\n${said}`);
-  }
-  return child;
-}
-
-async function stopLab(child: ChildProcess | undefined): Promise<void> {
-  if (!child || child.exitCode !== null) return;
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  child.kill('SIGTERM');
-  await exited;
-}
+// `npm run lab` for the class in classDir (none when it holds no class.yaml).
+const startLab = (classDir: string, dataDir: string) => startClassLab(classDir, dataDir);
+const stopLab = stopClassLab;
 
 test('no lab running: exit 3, saying so and how to start one', { skip }, async () => {
   const run = await exercise(['list'], 'teacher-x');

@@ -13,23 +13,19 @@
 // and say what the grid in the console says.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { issueCredentials } from '../services/lib/classroom.ts';
 import { readLab, root } from '../scripts/lab/compose.ts';
-import { findPortProblems } from '../scripts/lab/preflight.ts';
 import { call, endpoints } from './support/classroom-flow.ts';
-import { lockEmbeddedLab } from './support/lab-lock.ts';
+import { claimEmbeddedLab, startClassLab, stopClassLab } from './support/class-lab.ts';
 import { RawSmtp } from './support/smtp.ts';
 
-await lockEmbeddedLab();
+const skip = await claimEmbeddedLab();
 const lab = readLab();
-const busy = (await findPortProblems(lab.services)).busy;
-if (busy.length > 0 && process.env.CI === 'true') throw new Error(`the embedded lab's ports are taken: ${busy.join(', ')}`);
-const skip = busy.length > 0 && `the embedded lab's ports are taken (is a lab running?): ${busy.join(', ')}`;
 
 const classDir = mkdtempSync(join(tmpdir(), 'class-play-'));
 const dataDir = mkdtempSync(join(tmpdir(), 'class-play-lab-'));
@@ -41,20 +37,10 @@ before(async () => {
   if (skip) return;
   writeFileSync(join(classDir, 'class.yaml'), 'name: Exercise class\nstudents: [ana, ben, chloe, dev, eli]\n');
   credentials = issueCredentials(classDir).issued;
-  runner = spawn(process.execPath, ['scripts/lab.ts', '--fresh', '--data-dir', dataDir], { cwd: root, env: { ...process.env, LAB_CLASS: classDir }, stdio: ['ignore', 'ignore', 'pipe'] });
-  let said = '';
-  runner.stderr!.setEncoding('utf8').on('data', (chunk: string) => (said += chunk));
-  for (const deadline = Date.now() + 40_000; !/lab ready in \d+ ms/.test(said); await new Promise((r) => setTimeout(r, 50))) {
-    if (runner.exitCode !== null) throw new Error(`the lab exited (${runner.exitCode}):\n${said}`);
-    if (Date.now() > deadline) throw new Error(`the lab was not ready within 40 s:\n${said}`);
-  }
+  runner = await startClassLab(classDir, dataDir);
 });
 after(async () => {
-  if (runner && runner.exitCode === null) {
-    const exited = new Promise((resolve) => runner!.once('exit', resolve));
-    runner.kill('SIGTERM');
-    await exited;
-  }
+  await stopClassLab(runner);
   rmSync(classDir, { recursive: true, force: true });
   rmSync(dataDir, { recursive: true, force: true });
 });

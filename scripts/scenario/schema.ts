@@ -1,9 +1,8 @@
 // The scenario file format (scripts/scenarios/*.yaml), checked by hand: a
 // mistake is reported as `file:line: path.in.file: what was expected`, so that
 // whoever writes a scenario finds it at once. Nothing here talks to the lab.
-import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
-import { LineCounter, parseDocument } from 'yaml';
+import { readYamlFile, type Path } from '../../services/lib/yaml-file.ts';
 
 export const RESULTS = ['pass', 'fail', 'softfail', 'neutral', 'none', 'temperror', 'permerror', 'policy'];
 export const DISPOSITIONS = ['inbox', 'junk', 'reject', 'defer'] as const;
@@ -72,33 +71,11 @@ export interface Scenario {
 
 export class ScenarioError extends Error {}
 
-type Path = (string | number)[];
-
 // Reads and checks one file. `instances` are the lab's MTA names (via:, direct:).
 export function loadScenario(file: string, instances: string[]): Scenario {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (error) {
-    throw new ScenarioError(`${file}: cannot read: ${(error as Error).message}`);
-  }
-  const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, merge: true }); // <<: *anchor repeats a step
-  if (doc.errors.length > 0) {
-    const [error] = doc.errors;
-    throw new ScenarioError(`${file}:${lines.linePos(error.pos[0]).line}: not valid YAML: ${error.message.split('\n')[0]}`);
-  }
-  // The problem, at the line of the value it is about (or of the nearest one above it).
-  const fail = (path: Path, message: string): never => {
-    let line: number | undefined;
-    for (let p = path; line === undefined && p.length > 0; p = p.slice(0, -1)) {
-      const node = doc.getIn(p, true) as { range?: [number] } | undefined;
-      if (node?.range) line = lines.linePos(node.range[0]).line;
-    }
-    const where = path.map((k, i) => (typeof k === 'number' ? `[${k}]` : i === 0 ? k : `.${k}`)).join('');
-    throw new ScenarioError(`${file}${line ? `:${line}` : ''}: ${where || '(top)'}: ${message}`);
-  };
-  return checkScenario(doc.toJS(), file, instances, fail);
+  // merge: <<: *anchor repeats a step.
+  const { value, fail } = readYamlFile(file, (message) => new ScenarioError(message), { merge: true });
+  return checkScenario(value, file, instances, fail);
 }
 
 function checkScenario(doc: unknown, file: string, instances: string[], fail: (path: Path, message: string) => never): Scenario {

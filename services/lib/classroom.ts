@@ -18,7 +18,7 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { chmodSync, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { LineCounter, parseDocument } from 'yaml';
+import { readYamlFile } from './yaml-file.ts';
 
 export const CLASS_FILE = 'class.yaml';
 export const CREDENTIALS_FILE = 'credentials.json';
@@ -59,31 +59,10 @@ export type Identity = { role: 'teacher'; grader?: true } | { role: 'student'; s
 
 export class ClassError extends Error {}
 
-type Path = string[];
-
 export function loadClassFile(file: string): ClassFile {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (error) {
-    throw new ClassError(`${file}: cannot read: ${(error as Error).message}`);
-  }
-  const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false });
-  if (doc.errors.length > 0) {
-    throw new ClassError(`${file}:${lines.linePos(doc.errors[0].pos[0]).line}: not valid YAML: ${doc.errors[0].message.split('\n')[0]}`);
-  }
-  const fail = (path: Path | (string | number)[], message: string): never => {
-    let line: number | undefined;
-    for (let p = path; line === undefined && p.length > 0; p = p.slice(0, -1)) {
-      const node = doc.getIn(p, true) as { range?: [number] } | undefined;
-      if (node?.range) line = lines.linePos(node.range[0]).line;
-    }
-    const where = path.map((k, i) => (typeof k === 'number' ? `[${k}]` : i === 0 ? k : `.${k}`)).join('');
-    throw new ClassError(`${file}${line ? `:${line}` : ''}: ${where || '(top)'}: ${message}`);
-  };
+  const { value, fail } = readYamlFile(file, (message) => new ClassError(message));
   const got = (value: unknown) => (value === undefined ? 'nothing' : JSON.stringify(value));
-  const top = doc.toJS() as Record<string, unknown> | null;
+  const top = value as Record<string, unknown> | null;
   if (typeof top !== 'object' || top === null || Array.isArray(top)) return fail([], 'expected a mapping with name, students and domain');
   for (const key of Object.keys(top)) if (!['name', 'students', 'domain'].includes(key)) fail([key], 'unknown key (expected one of name, students, domain)');
   if (typeof top.name !== 'string' || !top.name.trim()) fail(['name'], `expected the class's name, as text (got ${got(top.name)})`);

@@ -17,9 +17,9 @@
 //       probe: own                 # ... or a fresh message and the receiver's decision (probes.ts)
 //       expect: { spf: pass }
 //       mistake: ...               # optional: what failing this check usually means
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { LineCounter, parseDocument } from 'yaml';
+import { readYamlFile, type Path } from '../../lib/yaml-file.ts';
 
 export const EXERCISE_DIR = new URL('../../../exercises/', import.meta.url).pathname;
 
@@ -83,27 +83,8 @@ export function loadExercises(dir = EXERCISE_DIR): Exercise[] {
   return exercises.sort((a, b) => a.number - b.number);
 }
 
-type Path = (string | number)[];
-
 export function loadExercise(file: string): Exercise {
-  let source: string;
-  try {
-    source = readFileSync(file, 'utf8');
-  } catch (error) {
-    throw new ExerciseError(`${file}: cannot read: ${(error as Error).message}`);
-  }
-  const lines = new LineCounter();
-  const doc = parseDocument(source, { lineCounter: lines, prettyErrors: false });
-  if (doc.errors.length > 0) throw new ExerciseError(`${file}:${lines.linePos(doc.errors[0].pos[0]).line}: not valid YAML: ${doc.errors[0].message.split('\n')[0]}`);
-  const fail = (path: Path, message: string): never => {
-    let line: number | undefined;
-    for (let p = path; line === undefined && p.length > 0; p = p.slice(0, -1)) {
-      const node = doc.getIn(p, true) as { range?: [number] } | undefined;
-      if (node?.range) line = lines.linePos(node.range[0]).line;
-    }
-    const where = path.map((k, i) => (typeof k === 'number' ? `[${k}]` : i === 0 ? k : `.${k}`)).join('');
-    throw new ExerciseError(`${file}${line ? `:${line}` : ''}: ${where || '(top)'}: ${message}`);
-  };
+  const { value, fail } = readYamlFile(file, (message) => new ExerciseError(message));
   const got = (value: unknown) => (value === undefined ? 'nothing' : JSON.stringify(value));
   const mapping = (value: unknown, path: Path, keys: string[]): Record<string, unknown> => {
     if (typeof value !== 'object' || value === null || Array.isArray(value)) fail(path, `expected a mapping with ${keys.join(', ')} (got ${got(value)})`);
@@ -123,7 +104,7 @@ export function loadExercise(file: string): Exercise {
     return value as number;
   };
 
-  const top = mapping(doc.toJS(), [], ['id', 'number', 'title', 'minutes', 'goal', 'hints', 'checks']);
+  const top = mapping(value, [], ['id', 'number', 'title', 'minutes', 'goal', 'hints', 'checks']);
   const id = text(top.id, ['id'], 'the exercise id');
   if (!/^[a-z][a-z0-9-]{0,40}$/.test(id)) fail(['id'], `expected lower-case letters, digits and hyphens (got ${got(id)})`);
   if (!Array.isArray(top.hints) || top.hints.length === 0) fail(['hints'], 'expected a list of hints, at least one');
