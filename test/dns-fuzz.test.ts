@@ -420,7 +420,9 @@ function tcpSession(chunks: Buffer[], { halfClose = true, waitMs = 1500, reset =
       }
       resolve({ frames, closedByServer });
     };
-    const timer = setTimeout(finish, waitMs);
+    // waitMs counts from the last write: a fuzzed message of 64 KB in 1-to-40-byte
+    // pieces takes seconds to write, and its answers cannot come before it is.
+    let timer = setTimeout(finish, 30_000);
     socket.on('data', (chunk) => (data = Buffer.concat([data, chunk])));
     socket.on('end', () => ((closedByServer = true), finish()));
     socket.on('error', finish);
@@ -432,6 +434,8 @@ function tcpSession(chunks: Buffer[], { halfClose = true, waitMs = 1500, reset =
       }
       if (reset) socket.resetAndDestroy();
       else if (halfClose) socket.end();
+      clearTimeout(timer);
+      if (!finished) timer = setTimeout(finish, waitMs);
     });
   });
 }
