@@ -1,7 +1,8 @@
 // DMARC aggregate reports (RFC 9990) from hand-made evaluations: the XML
 // validates against the RFC's schema (xmllint --schema, libxml2-utils), its
 // counts, read back by xmllint, are the evaluations'; names from mail cannot
-// break it; and the message carries it as the RFC says (read by mailparser).
+// break it; the message carries it as the RFC says (read by mailparser); and
+// Debian's dmarc-cat, a reader that is not ours, counts what we counted.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -216,6 +217,22 @@ test('the message: RFC 9990 Subject and filename, the gzipped XML as application
   assert.equal(attachment.contentType, 'application/gzip');
   assert.equal(attachment.filename, filename);
   assert.equal(gunzipSync(attachment.content).toString('utf8'), reportXml(report, meta));
+});
+
+test('an independent reader, Debian\'s dmarc-cat, reads the attached report under its filename and counts the same', async (t) => {
+  if (!requireTool(t, 'dmarc-cat', 'dmarc-cat')) return;
+  const [report] = await aggregate(stream(period));
+  const mail = await simpleParser(reportMessage({ report, meta, from: 'dmarc-reports@receiver.test', to: ['dmarc@sender.test'], hostname: 'mx.receiver.test' }).raw);
+  const [attachment] = mail.attachments;
+  const file = join(work, attachment.filename!); // dmarc-cat takes only files named as RFC 9990 says
+  writeFileSync(file, attachment.content);
+  const run = spawnSync('dmarc-cat', ['-N', file], { encoding: 'utf8' }); // -N: no reverse lookups
+  assert.equal(run.status, 0, run.stderr);
+  assert.match(run.stdout, /Domain: sender\.test/);
+  assert.match(run.stdout, /Policy: p=reject/);
+  const perSource = new Map<string, number>();
+  for (const [, ip, count] of run.stdout.matchAll(/^(\d+\.\d+\.\d+\.\d+)\s+(\d+)\s/gm)) perSource.set(ip, (perSource.get(ip) ?? 0) + Number(count));
+  assert.deepEqual(Object.fromEntries(perSource), { '192.0.2.10': 6, '192.0.2.66': 5, '192.0.2.30': 1 });
 });
 
 test('names that are not plain domains or addresses cannot reach the header', async () => {
