@@ -22,6 +22,7 @@ const commands: Record<string, () => Promise<Command>> = {
   inbox: () => import('./inbox.ts'),
   class: () => import('./class.ts'),
   zone: () => import('./zone.ts'),
+  reports: () => import('./reports.ts'),
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -34,7 +34,8 @@ Commands, for a lab that is running:
   status                        each service up or down, and its health
   send --from A --to B [--wait] submit a message through a lab MTA, follow it
   lookup NAME [TYPE]            ask the lab DNS
-  inbox [MAILBOX]               what arrived, with verdicts`;
+  inbox [MAILBOX]               what arrived, with verdicts
+  reports --send                the DMARC aggregate reports not sent yet, now`;
 
 const STARTUP_TIMEOUT_MS = 30_000;
 const say = (text: string) => process.stderr.write(`${text}\n`);

@@ -35,7 +35,16 @@ export interface Instance {
   dkim: Map<string, DkimSelector[]>; // From domain -> its signatures, in order
   delivery: { retryInitialSeconds: number; retryMaxSeconds: number; giveUpAfterSeconds: number };
   forwarding: Forwarding;
+  reports?: Reports; // DMARC aggregate reports, when it sends them
   sessionsKept: number;
+}
+
+// DMARC aggregate reports (RFC 9990), sent each period by the instance that
+// makes the decisions (services/mta/reports/).
+export interface Reports {
+  periodSeconds: number;
+  from: string; // an address of ours: From: and MAIL FROM of the reports
+  orgName: string; // the reporter, as the report names it
 }
 
 export interface MailingList {
@@ -96,7 +105,7 @@ export function checkInstance(doc: unknown, file: string): Instance {
     return value as number;
   };
 
-  const top = object(doc, '', ['name', 'hostname', 'address', 'dns', 'domains', 'ports', 'limits', 'policy', 'submission', 'dkim', 'delivery', 'forwarding', 'sessionsKept']);
+  const top = object(doc, '', ['name', 'hostname', 'address', 'dns', 'domains', 'ports', 'limits', 'policy', 'submission', 'dkim', 'delivery', 'forwarding', 'reports', 'sessionsKept']);
   const required = ['name', 'hostname', 'address', 'dns', 'domains', 'ports', 'limits', 'policy', 'submission', 'delivery'];
   for (const key of required) if (top[key] === undefined) fail(key, 'missing');
   if (typeof top.name !== 'string' || !/^[a-z][a-z0-9-]*$/.test(top.name)) fail('name', 'must be a lower-case word (a-z, 0-9, -)');
@@ -247,6 +256,14 @@ export function checkInstance(doc: unknown, file: string): Instance {
       srsSecret: String(forwardingDoc.srsSecret ?? ''),
       arcSeal: forwardingDoc.arcSeal === true,
     },
+    ...(top.reports !== undefined && { reports: reports(object(top.reports, 'reports', ['periodSeconds', 'from', 'orgName'])) }),
     sessionsKept: top.sessionsKept === undefined ? 10000 : integer(top.sessionsKept, 'sessionsKept', 1, 1_000_000),
   };
+
+  function reports(doc: Record<string, unknown>): Reports {
+    const from = String(doc.from ?? '');
+    if (!/^[^@\s]+@[^@\s]+$/.test(from) || !domains.has(from.slice(from.indexOf('@') + 1).toLowerCase())) fail('reports.from', `must be an address at one of this instance's domains (${[...domains.keys()].join(', ')})`);
+    if (typeof doc.orgName !== 'string' || doc.orgName.trim() === '') fail('reports.orgName', "must be the reporter's name, as text");
+    return { periodSeconds: integer(doc.periodSeconds, 'reports.periodSeconds', 10, 86400), from: from.toLowerCase(), orgName: (doc.orgName as string).trim() };
+  }
 }

@@ -22,6 +22,8 @@ import { Signer } from './outbound/sign.ts';
 import { createSubmission } from './outbound/submission.ts';
 import { studentMailboxes } from './classroom/mailboxes.ts';
 import { StudentKeys } from './classroom/student-keys.ts';
+import { EvaluationLog } from './reports/evaluation-log.ts';
+import { Reporter } from './reports/reporter.ts';
 import { openCourse } from './exercises/routes.ts';
 
 export interface MtaOptions {
@@ -69,6 +71,10 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
     log.warn({ queueId: id, messageId, recipients, startedAt }, `delivery of ${id} was under way when the MTA stopped (crash or kill): delivering again, a second copy is possible`);
   }
   const worker = new DeliveryWorker(instance, queue, resolver, options.outbound, log);
+  // DMARC aggregate reports: the MX logs each evaluation, the reporter sends them each period.
+  const reportsDir = join(options.dataDir, 'reports');
+  const evaluations = instance.reports && new EvaluationLog(reportsDir, instance.reports.periodSeconds);
+  const reporter = instance.reports && new Reporter({ instance, reports: instance.reports, dir: reportsDir, resolver, signer, queue, queued: () => worker.kick(), log });
   const forwarder = new Forwarder(instance, queue, options.keyDir, log, classroom);
   const closing = new Set<Promise<void>>();
   let mx: MxWorkers;
@@ -87,7 +93,7 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
     };
     mx = await startMxWorkers(options.mxWorkers!, heard, log);
   } else {
-    const server = createInbound({ instance, resolver, maildir, sessions, forwarder, queued: () => worker.kick(), closing, log, tls: options.tls, studentMailboxes: studentMailboxes(instance, classroom) });
+    const server = createInbound({ instance, resolver, maildir, sessions, forwarder, queued: () => worker.kick(), closing, log, tls: options.tls, studentMailboxes: studentMailboxes(instance, classroom), evaluations });
     const port = await listen(server, options.mx);
     mx = { port, listening: () => 1, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
   }
@@ -99,8 +105,9 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
   const direct = { instance, outbound: options.outbound, ca: options.tls.ca };
   // The exercises are checked where the students' mailboxes are.
   const exercises = classroom && instance.name === MAILBOXES_AT ? openCourse({ classroom, receiver: instance, outbound: options.outbound, dataDir: options.dataDir, sessions, dns: options.dns, resolver, ca: options.tls.ca, log }) : undefined;
-  const api = await startApi(options.api, { instance, maildir, sessions, queue, dnsControl, direct, mxWorkers, classroom: classroom && { classroom, keys: studentKeys, exercises } });
+  const api = await startApi(options.api, { instance, maildir, sessions, queue, dnsControl, direct, mxWorkers, reporter, classroom: classroom && { classroom, keys: studentKeys, exercises } });
   worker.start();
+  reporter?.start();
   const port = (server: { address(): unknown }) => (server.address() as { port: number }).port;
   const running = { mxPort: mx.port, submissionPort: port(submission.server), apiPort: port(api) };
   log.info(
@@ -113,6 +120,7 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
     sessions,
     queue,
     async close() {
+      await reporter?.stop();
       await worker.stop();
       api.close();
       api.closeAllConnections(); // consoles' event streams never end by themselves
@@ -121,6 +129,7 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
       // time) after smtp-server reports it closed, which may come after the
       // server itself has closed: wait for those, within reason.
       await Promise.race([Promise.all(closing), new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
+      evaluations?.close();
     },
   };
 }

@@ -18,6 +18,7 @@
 //   GET /api/events                                         server-sent events: "session" (a row), "queue"
 //   GET /  and  /console/:file                              the web console
 //   POST /api/direct                                        lab-only: one SMTP transaction from this instance's address (direct.ts)
+//   POST /api/reports/send                                  the teacher: the DMARC aggregate reports not yet sent, now (reports/reporter.ts)
 // Pages: ?limit= (default 50, at most 200); the answer's "next" is the ?before= of the following page.
 //
 // In classroom mode (a class in LAB_CLASS_DIR) every route but the console's
@@ -33,6 +34,7 @@ import { LiveEvents, MAX_CLIENTS } from './events.ts';
 import { sendDirect, type DirectContext } from './direct.ts';
 import type { Instance } from '../instance.ts';
 import { recentQueries } from './lab-dns.ts';
+import type { Reporter } from '../reports/reporter.ts';
 import type { Maildir } from '../store/maildir.ts';
 import { folderPage, pageQuery, sessionPage } from './pages.ts';
 import type { Queue } from '../outbound/queue.ts';
@@ -53,11 +55,12 @@ export interface ApiContext {
   direct?: DirectContext; // what an instance needs to send for direct: steps (an API on stored data alone has none)
   mxWorkers?: () => { listening: number; of: number }; // with MX worker processes
   classroom?: Omit<ClassroomContext, 'logins'>; // classroom mode
+  reporter?: Reporter; // an instance that sends DMARC aggregate reports
 }
 
 const DISPOSITIONS = ['inbox', 'junk', 'reject', 'defer', 'refused'];
 
-export function startApi(listen: Endpoint, { instance, maildir, sessions, queue, dnsControl, direct, mxWorkers, classroom }: ApiContext): Promise<Server> {
+export function startApi(listen: Endpoint, { instance, maildir, sessions, queue, dnsControl, direct, mxWorkers, reporter, classroom }: ApiContext): Promise<Server> {
   const events = new LiveEvents(sessions, queue, consolesFor(classroom?.classroom, MAX_CLIENTS));
   const logins = classroom && new Logins(classroom.classroom, instance.name);
   // An exercise checked: to the teacher's consoles and the student's own.
@@ -83,6 +86,13 @@ export function startApi(listen: Endpoint, { instance, maildir, sessions, queue,
     if (path === '/api/direct' && request.method === 'POST' && direct) {
       scope.checkTeacher('direct sending (POST /api/direct)');
       return sendDirect(request, direct);
+    }
+    if (path === '/api/reports/send' && request.method === 'POST') {
+      scope.checkTeacher('sending the DMARC reports (POST /api/reports/send)');
+      // Not for web pages: a page of any site could post here without a class's login.
+      if (request.headers.origin !== undefined) throw new HttpError(403, 'sending reports is not for web pages');
+      if (!reporter) throw new HttpError(404, `${instance.name} sends no DMARC reports (its instance file has no reports: section)`);
+      return { reports: await reporter.send() };
     }
     if (request.method !== 'GET') throw new HttpError(405, 'the API is read-only: GET only');
     const param = (name: string) => url.searchParams.get(name) ?? undefined;

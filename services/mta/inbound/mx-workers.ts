@@ -12,6 +12,7 @@ import { LabResolver } from '../../lib/resolver.ts';
 import type { Logger } from '../../lib/log.ts';
 import { Forwarder } from '../outbound/forward.ts';
 import { createInbound } from './mx.ts';
+import { EvaluationLog } from '../reports/evaluation-log.ts';
 import { studentMailboxes } from '../classroom/mailboxes.ts';
 import { listen } from '../listen.ts';
 import { Maildir } from '../store/maildir.ts';
@@ -148,6 +149,7 @@ export async function runMxWorker(options: MtaOptions): Promise<void> {
     closing,
     log,
     tls: options.tls,
+    evaluations: instance.reports && new EvaluationLog(join(options.dataDir, 'reports'), instance.reports.periodSeconds),
     studentMailboxes: studentMailboxes(instance, options.classroom),
   });
   const port = await listen(mx, options.mx);

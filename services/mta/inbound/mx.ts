@@ -19,6 +19,8 @@ import { TranscriptKeeper, type SessionRecord, type SessionWriter, type Transact
 import { mailFromRefusal, rcptToRefusal } from '../smtp/smtputf8.ts';
 import { receivedHeader, traceHeaders, type TraceInfo } from '../smtp/trace.ts';
 import { verify } from './verify.ts';
+import { evaluationOf } from '../reports/evaluation.ts';
+import type { EvaluationLog } from '../reports/evaluation-log.ts';
 
 export interface InboundContext {
   instance: Instance;
@@ -31,6 +33,7 @@ export interface InboundContext {
   log: Logger;
   tls: { key: Buffer; cert: Buffer };
   studentMailboxes?: Map<string, Set<string>>; // classroom mode, at the receiver: domain -> local parts (classroom/mailboxes.ts)
+  evaluations?: EvaluationLog; // an instance that sends DMARC aggregate reports (reports/)
 }
 
 interface Live {
@@ -188,8 +191,14 @@ export function createInbound(ctx: InboundContext): SMTPServer {
     transaction.decision = decision;
     log.info({ session: session.id, envelope, messageId: transaction.message?.messageId, disposition: decision.disposition, rule: decision.rule, reason: decision.reason }, 'decision');
 
+    // What a report counts: the decisions that stand (a deferred message comes back).
+    const evaluated = () => {
+      const evaluation = decision.disposition !== 'defer' && ctx.evaluations && evaluationOf(transaction.at, state.clientAddress, envelope, checks, decision);
+      if (evaluation) ctx.evaluations!.add(evaluation);
+    };
     if (decision.disposition === 'reject' || decision.disposition === 'defer') {
       await sessions.save(state.record, true);
+      evaluated();
       throw smtpError(decision.code!, replyText(decision));
     }
     const folder = decision.disposition === 'junk' ? 'Junk' : 'INBOX';
@@ -242,6 +251,7 @@ export function createInbound(ctx: InboundContext): SMTPServer {
       held.release();
       ctx.queued();
     }
+    evaluated();
     const delivered = transaction.deliveries.length ? [`Delivered to ${folder}: ${transaction.deliveries.map((d) => d.id).join(', ')}`] : [];
     const sent = (transaction.forwarded ?? []).map((f) => `forwarded as ${f.queueId} to ${f.to.join(', ')}`);
     return [...delivered, ...sent].join('; ');

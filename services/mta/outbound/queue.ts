@@ -31,7 +31,7 @@ export interface QueueEntry {
   recipients: QueueRecipient[];
   size: number;
   messageId?: string;
-  origin: 'submission' | 'bounce' | 'forward';
+  origin: 'submission' | 'bounce' | 'forward' | 'report';
   submittedBy?: string;
   attempts: number;
   lastError?: string;
