@@ -1,10 +1,9 @@
-// The reporter: at the end of each period, the period's evaluations
+// The reporter: each period, the evaluations not yet reported
 // (evaluation-log.ts) become one aggregate report per policy domain
 // (aggregate.ts), sent as mail (report-message.ts) to the rua= addresses the
 // domain may have (destinations.ts): DKIM-signed as this instance's domain
 // and queued like any other message, so that it is delivered, recorded and
-// shown like any other. `send()` does it now for everything not yet reported,
-// the period under way included (`npm run lab -- reports --send`).
+// shown like any other. `send()` does it now (`npm run lab -- reports --send`).
 //
 // What was reported is kept in reports/state.json: per log file, the bytes
 // read and the time reported until, so that a report sent early is not sent
@@ -60,10 +59,10 @@ export class Reporter {
     this.ctx = ctx;
   }
 
-  // Looks each tenth of a period (at most each minute) for periods that are over.
+  // Each period from the instance's start: a lab that runs for less (a
+  // test, a short demonstration) sends none unless asked.
   start(): void {
-    const every = Math.min(60_000, (this.ctx.reports.periodSeconds * 1000) / 10);
-    this.timer = setInterval(() => void this.run(false).catch((error: Error) => this.ctx.log.error({ err: error }, 'DMARC reports not sent')), every);
+    this.timer = setInterval(() => void this.send().catch((error: Error) => this.ctx.log.error({ err: error }, 'DMARC reports not sent')), this.ctx.reports.periodSeconds * 1000);
     this.timer.unref();
   }
 
@@ -72,18 +71,15 @@ export class Reporter {
     return this.running;
   }
 
-  // Everything not yet reported, now.
+  // Everything not yet reported, now. One run at a time: two would read the same lines.
   send(): Promise<Sent[]> {
-    return this.run(true);
-  }
-
-  // One run at a time: two would read the same lines.
-  private run(now: boolean): Promise<Sent[]> {
-    this.running = this.running.catch(() => []).then(() => this.report(now));
+    this.running = this.running.catch(() => []).then(() => this.report());
     return this.running;
   }
 
-  private async report(now: boolean): Promise<Sent[]> {
+  // The log files are by period of the clock; a file whose period is over
+  // and is read to its end is removed.
+  private async report(): Promise<Sent[]> {
     const { dir, reports } = this.ctx;
     const periodMs = reports.periodSeconds * 1000;
     const state = this.readState();
@@ -91,12 +87,12 @@ export class Reporter {
     const files = existsSync(dir) ? readdirSync(dir).filter((f) => /^evaluations-\d+\.jsonl$/.test(f)).sort() : [];
     for (const file of files) {
       const start = Number(/\d+/.exec(file)![0]);
-      const over = start + periodMs <= Date.now();
-      if (!over && !now) continue;
+      const now = Date.now();
+      const over = start + periodMs <= now;
       const path = join(dir, file);
       const size = statSync(path).size;
       const done = state[file] ?? { offset: 0, until: start };
-      const until = over ? start + periodMs : Date.now();
+      const until = Math.min(start + periodMs, now);
       if (size > done.offset) sent.push(...(await this.reportFile(path, done.offset, size - 1, done.until, until)));
       if (over) {
         unlinkSync(path);
