@@ -19,6 +19,9 @@ const CLIENTS = 100; // limits.clients there
 const AT_ONCE_MESSAGE = 9 * MiB; // within the size limit: each would be held
 const CLIENT_ADDRESSES = ['127.0.2.66', '127.0.2.67', '127.0.2.68', '127.0.2.69']; // 25 each, within limits.clientsPerAddress
 const MESSAGES_IN_MEMORY = 8; // services/mta/smtp/message-data.ts
+// On a loaded machine the first messages are stored while the last still arrive:
+// a place they free may take one or two more (CI saw 9). The bound is at once.
+const REFILLS = 2;
 const JUNK_LIMIT = 100; // services/mta/inbound/mx.ts
 // smtp-server copies each chunk it reads, and until a garbage collection
 // frees them they add about 100 MiB whatever the size; what grew with the
@@ -106,7 +109,7 @@ const submittedMessage: Attack = {
 const manyClients: Attack = {
   item: 2,
   name: `${CLIENTS} clients at once, each with a message of ${AT_ONCE_MESSAGE / MiB} MiB (the size limit is ${SIZE_LIMIT / MiB} MiB)`,
-  expected: `at most ${MESSAGES_IN_MEMORY} taken (250), every other one 452 4.3.1 (try again later); the receiver's peak RSS rises by less than half of the ${(CLIENTS * AT_ONCE_MESSAGE) / MiB} MiB they come to (it held them all before)`,
+  expected: `at most ${MESSAGES_IN_MEMORY} held at once: about ${MESSAGES_IN_MEMORY} taken (250; up to ${MESSAGES_IN_MEMORY + REFILLS} when one is stored and frees its place while the others still arrive), every other one 452 4.3.1 (try again later); the receiver's peak RSS rises by less than half of the ${(CLIENTS * AT_ONCE_MESSAGE) / MiB} MiB they come to (it held them all before)`,
   timeoutMs: 90_000,
   async run(lab) {
     const { messageSize } = lab.service('receiver').instance!.limits;
@@ -123,7 +126,7 @@ const manyClients: Attack = {
     const taken = replies.filter((r) => r.code === 250).length;
     const later = replies.filter((r) => /^452 4\.3\.1 /.test(r.text)).length;
     return outcome(
-      open.length === CLIENTS && taken <= MESSAGES_IN_MEMORY && taken + later === CLIENTS && memory.peakMiB - memory.rssBeforeMiB < CLIENTS_PEAK_LIMIT_MiB,
+      open.length === CLIENTS && taken <= MESSAGES_IN_MEMORY + REFILLS && taken + later === CLIENTS && memory.peakMiB - memory.rssBeforeMiB < CLIENTS_PEAK_LIMIT_MiB,
       `${open.length} sessions reached DATA; ${summary(replies.map((r) => ({ ...r, text: r.text.slice(0, 9) })).sort((a, b) => a.code - b.code))}, in ${seconds.toFixed(1)} s; ${memoryText(memory)}`,
       memory,
     );
