@@ -84,6 +84,13 @@ describe('scenario files', () => {
     assert.match(problem('i', `${good.replace('NAME', 'i')}      code: 550\n`), /^i\.yaml:11: steps\[0\]\.expect\.code: expected a reply code and enhanced code, e\.g\. "550 5\.7\.1" \(got 550\)$/);
     assert.match(problem('j', 'name: j\nsteps: [\n'), /^j\.yaml:\d+: not valid YAML: /);
     assert.equal(problem('k', good.replace('NAME', 'k').replace('    from: ceo@sender.test\n', '    fromFields: [ceo@sender.test, ceo@sender.test]\n')), 'k.yaml:7: steps[0].fromFields: From fields written by hand are sent with direct: (a submitting MTA would fix them)');
+    // report: steps
+    const report = (name: string, step: string) => problem(name, `${good.replace('NAME', name)}  - title: the report\n${step}`);
+    assert.equal(report('l', '    report: sender.test\n    expect: { report: { sent: true, rows: [{ source: 192.0.2.10, count: 1, dmarc: pass, disposition: none }] } }\n'), '');
+    assert.equal(report('m', '    report: sender.test\n    via: sender\n    expect: { report: { sent: true } }\n'), 'm.yaml:13: steps[1].via: unknown key (expected one of title, id, dns, report, expect)');
+    assert.equal(report('n', '    report: sender.test\n    expect: { dmarc: pass }\n'), 'n.yaml:13: steps[1].expect: a report: step expects report: only');
+    assert.equal(report('o', '    report: sender.test\n    expect: { report: { rows: [{ source: mta.sender.test }] } }\n'), "o.yaml:13: steps[1].expect.report.rows[0].source: expected the source's IPv4 address (got \"mta.sender.test\")");
+    assert.equal(problem('p', `${good.replace('NAME', 'p')}      report: { sent: true }\n`), 'p.yaml:11: steps[0].expect.report: only a report: step checks a report');
   });
 
   test('scenarios that change DNS wait for those that use the names they change, and only for them', () => {
@@ -93,6 +100,8 @@ describe('scenario files', () => {
     assert.equal(clash(byName('strict-alignment'), byName('strict-alignment')), true);
     const sameDomain = loadScenario(write('k', good.replace('NAME', 'k').replace('ceo@sender.test', 'ceo@strict.test')), instances);
     assert.equal(clash(byName('strict-alignment'), sameDomain), true, 'a message From: strict.test depends on _dmarc.strict.test');
+    assert.equal(clash(byName('report-monitoring'), byName('spoof-none')), true, "a report of monitor.test counts spoof-none's message");
+    assert.equal(clash(byName('report-monitoring'), byName('spoof-reject')), false);
   });
 });
 

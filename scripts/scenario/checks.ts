@@ -2,7 +2,8 @@
 // per expectation, each with the expected and the actual value as text.
 import type { Transaction } from '../../services/mta/store/sessions.ts';
 import type { Stored } from './observe.ts';
-import type { DkimExpectation, Expect } from './schema.ts';
+import type { Sent } from '../../services/mta/reports/reporter.ts';
+import type { DkimExpectation, Expect, ReportExpect } from './schema.ts';
 import type { Reply } from './smtp.ts';
 
 export interface Check {
@@ -89,3 +90,30 @@ function describeSignature(s: Signature): string {
 }
 
 const codeOf = (reply: Reply) => /^\d{3}( [245]\.\d+\.\d+)?/.exec(reply.text)?.[0] ?? String(reply.code);
+
+// A report: step's expectations against the reports the lab sent for its
+// domain (one per log file read: their rows together).
+export function compareReport(expect: ReportExpect, reports: Sent[]): Check[] {
+  const result: Check[] = [];
+  const add = (check: string, expected: string, actual: string, passed = actual === expected) => result.push({ check, expected, actual, passed });
+  const to = [...new Set(reports.flatMap((r) => r.to))].sort();
+  const refused = reports.flatMap((r) => r.refused.map((x) => `${x.uri}: ${x.reason}`));
+  if (expect.sent !== undefined) add('report sent', String(expect.sent), reports.length === 0 ? 'no report: no message counted' : String(to.length > 0));
+  if (expect.to) add('report to', expect.to.toSorted().join(', '), to.join(', ') || 'nowhere');
+  if (expect.refused) {
+    add('report refused', `contains "${expect.refused}"`, refused.join('; ') || 'none refused', refused.some((r) => r.includes(expect.refused!)));
+    result.at(-1)!.brief = `...${expect.refused}...`;
+  }
+  const records = reports.flatMap((r) => r.records);
+  for (const row of expect.rows ?? []) {
+    const dmarc = (r: Sent['records'][number]) => (r.dkim === 'pass' || r.spf === 'pass' ? 'pass' : 'fail');
+    const matching = records.filter((r) => r.sourceIp === row.source && (!row.dmarc || dmarc(r) === row.dmarc) && (!row.disposition || r.disposition === row.disposition));
+    const count = matching.reduce((sum, r) => sum + r.count, 0);
+    const what = `${row.source}${row.dmarc ? ` dmarc=${row.dmarc}` : ''}${row.disposition ? ` ${row.disposition}` : ''}`;
+    const seen = records.filter((r) => r.sourceIp === row.source).map((r) => `${r.count} × dmarc=${dmarc(r)} ${r.disposition}`).join(', ') || 'no row from it';
+    if (row.count !== undefined) add(`report row ${what}`, `${row.count} messages`, `${count} messages (${seen})`, count === row.count);
+    else add(`report row ${what}`, 'present', count > 0 ? `${count} messages` : seen, count > 0);
+    result.at(-1)!.brief = `${count}`;
+  }
+  return result;
+}

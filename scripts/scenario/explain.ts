@@ -22,6 +22,7 @@ export async function explain(result: ScenarioResult): Promise<string> {
 async function story(r: StepResult): Promise<string[]> {
   const { step, observed, outcome } = r;
   const lines = [`step ${r.number}: ${step.title}`, `  sent: ${r.sent}${r.reply ? `; the answer: ${r.reply.text}` : ''}`];
+  if (step.report) return lines;
   if (!step.retryOf) lines.push(`  envelope MAIL FROM:<${step.mailFrom ?? ''}> RCPT TO:${step.to.map((t) => `<${t}>`).join(',')}; Message-ID ${r.messageId}`);
   if (!observed) {
     lines.push(`  no decision at the receiver: ${outcome.refusal ? `refused before DATA: ${outcome.refusal.text}` : outcome.missing}`);

@@ -4,9 +4,10 @@
 // uses: those wait for each other.
 import { splitMailbox } from '../../services/mta/store/maildir.ts';
 import type { QueueEntry } from '../../services/mta/outbound/queue.ts';
-import { getJson } from '../lab/api.ts';
+import { credentialHeader, getJson } from '../lab/api.ts';
+import type { Sent } from '../../services/mta/reports/reporter.ts';
 import { LabError } from '../lab/errors.ts';
-import { compare, type Check, type Outcome } from './checks.ts';
+import { compare, compareReport, type Check, type Outcome } from './checks.ts';
 import { findMx, ScenarioDns } from './dns.ts';
 import type { Mta, Target } from './lab.ts';
 import { compose, forReplay, newMessageId, sign, tamper } from './message.ts';
@@ -76,6 +77,9 @@ export async function runScenario(scenario: Scenario, target: Target): Promise<S
   let error: string | undefined;
   try {
     await dns.apply(scenario.dns);
+    // A scenario that checks a report starts from nothing pending: what
+    // earlier scenarios left unreported is sent (and not counted) first.
+    if (scenario.steps.some((s) => s.report)) await sendReports(target);
     for (const [i, step] of scenario.steps.entries()) {
       const result = await runStep(scenario, i + 1, step, steps, target, dns);
       steps.push(result);
@@ -96,6 +100,14 @@ export async function runScenario(scenario: Scenario, target: Target): Promise<S
 async function runStep(scenario: Scenario, number: number, step: Step, earlier: StepResult[], target: Target, dns: ScenarioDns): Promise<StepResult> {
   await dns.apply(step.dns);
   const started = performance.now();
+  if (step.report) {
+    const reports = (await sendReports(target)).filter((r) => r.policyDomain === step.report);
+    const checks = compareReport(step.expect.report!, reports).map((c) => ({ ...c, check: scenario.steps.length > 1 ? `step ${number} ${c.check}` : c.check }));
+    const sent = reports.length
+      ? reports.map((r) => `the report for ${r.policyDomain} (${r.messages} messages in ${r.rows} rows: ${r.records.map((x) => `${x.sourceIp} ${x.count} × dkim=${x.dkim} spf=${x.spf} ${x.disposition}`).join('; ')}) went to ${r.to.join(', ') || 'nobody'}${r.refused.length ? `; refused: ${r.refused.map((x) => `${x.uri} (${x.reason})`).join('; ')}` : ''}`).join('; ')
+      : `no report for ${step.report}: no message in its name since the last report`;
+    return { number, step, sent: `the lab sent its DMARC reports now: ${sent}`, outcome: {}, checks, ms: Math.round(performance.now() - started) };
+  }
   const byId = (id: string) => earlier[scenario.steps.findIndex((s) => s.id === id)];
   const receiver = owner(target, step.observe);
   const deadline = Date.now() + STEP_TIMEOUT_MS;
@@ -209,6 +221,17 @@ function instance(target: Target, name: string): Mta {
   return mta;
 }
 
+// The lab's DMARC aggregate reports, sent now by the MTA that makes them
+// (POST /api/reports/send, as `npm run lab -- reports --send`).
+async function sendReports(target: Target): Promise<Sent[]> {
+  const reporter = target.mtas.find((m) => m.instance.reports);
+  if (!reporter) throw new LabError('no MTA of this lab sends DMARC reports (no instance file has reports:)');
+  const response = await fetch(`${reporter.api}api/reports/send`, { method: 'POST', headers: { ...credentialHeader(), 'content-type': 'application/json' }, body: '{}', signal: AbortSignal.timeout(30_000) });
+  const body = (await response.json().catch(() => ({}))) as { reports?: Sent[]; error?: string };
+  if (!response.ok) throw new LabError(`${reporter.name}: POST /api/reports/send: ${response.status} ${body.error ?? ''}`);
+  return body.reports ?? [];
+}
+
 // The MTA that holds the recipient's domain: where its decision is made.
 export function owner(target: Target, recipient: string): Mta {
   const domain = splitMailbox(recipient)[1];
@@ -222,7 +245,8 @@ export function owner(target: Target, recipient: string): Mta {
 // keys, DMARC), or a receiving domain and its hosts (MX, addresses).
 export function clash(a: Scenario, b: Scenario): boolean {
   const touches = (changer: Scenario, other: Scenario) => {
-    const names = [...changer.dns, ...changer.steps.flatMap((s) => s.dns)].map((c) => c.name);
+    // A report: step counts every message of its domain: as if it changed the domain's names.
+    const names = [...changer.dns, ...changer.steps.flatMap((s) => s.dns)].map((c) => c.name).concat(changer.steps.flatMap((s) => (s.report ? [s.report] : [])));
     const sending = other.steps.flatMap((s) => [s.from, s.mailFrom, ...s.sign.map((k) => `x@${k.domain}`)]).filter((x): x is string => Boolean(x)).map((x) => organizational(domainOf(x)));
     const receiving = other.steps.flatMap((s) => [...s.to, s.observe]).map(domainOf);
     return names.some((n) => sending.some((d) => n === d || n.endsWith(`.${d}`)) || receiving.some((d) => n === d || (n.endsWith(`.${d}`) && !n.startsWith('_'))));

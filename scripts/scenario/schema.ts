@@ -37,6 +37,15 @@ export interface Expect {
   arcOverride?: boolean;
   reason?: string; // the decision's reason contains this text
   headers?: Record<string, string>; // the stored copy's field contains this text
+  report?: ReportExpect; // a report: step's
+}
+
+// What a report: step expects of the DMARC aggregate report for its domain.
+export interface ReportExpect {
+  sent?: boolean; // it went to at least one address
+  to?: string[]; // exactly these addresses
+  refused?: string; // a refused destination's reason contains this text
+  rows?: { source: string; count?: number; dmarc?: 'pass' | 'fail'; disposition?: string }[]; // rows from this source (with this result)
 }
 
 export interface Step {
@@ -57,6 +66,7 @@ export interface Step {
   sign: { domain: string; selector: string; algorithm?: string }[];
   tamper?: { body?: string; subject?: string; headers?: Record<string, string> };
   observe: string; // the recipient whose MTA's decision is checked
+  report?: string; // a report: step sends nothing: the lab's DMARC reports are sent now, and the one for this domain is checked
   expect: Expect;
 }
 
@@ -146,7 +156,7 @@ function checkScenario(doc: unknown, file: string, instances: string[], fail: (p
   const dnsChanges = (value: unknown, path: Path) => (value === undefined ? [] : list(value, path).map((c, i) => dnsChange(c, [...path, i])));
 
   const expectation = (value: unknown, path: Path): Expect => {
-    const m = mapping(value, path, ['spf', 'dkim', 'dmarc', 'arc', 'policy', 'disposition', 'code', 'arcOverride', 'reason', 'headers']);
+    const m = mapping(value, path, ['spf', 'dkim', 'dmarc', 'arc', 'policy', 'disposition', 'code', 'arcOverride', 'reason', 'headers', 'report']);
     if (Object.keys(m).length === 0) fail(path, 'expected at least one check');
     const result = (key: string) => optional(m[key], (v) => oneOf(v, [...path, key], RESULTS));
     const dkim = optional(m.dkim, (v) => {
@@ -181,8 +191,33 @@ function checkScenario(doc: unknown, file: string, instances: string[], fail: (p
       arcOverride: m.arcOverride as boolean | undefined,
       reason: optional(m.reason, (v) => text(v, [...path, 'reason'], 'text the decision\'s reason contains')),
       headers: optional(m.headers, (v) => fields(v, [...path, 'headers'])),
+      report: optional(m.report, (v) => reportExpectation(v, [...path, 'report'])),
     };
     return Object.fromEntries(Object.entries(expect).filter(([, v]) => v !== undefined)) as Expect;
+  };
+  const reportExpectation = (value: unknown, path: Path): ReportExpect => {
+    const m = mapping(value, path, ['sent', 'to', 'refused', 'rows']);
+    if (m.sent !== undefined && typeof m.sent !== 'boolean') fail([...path, 'sent'], 'expected true or false');
+    const rows = optional(m.rows, (v) =>
+      list(v, [...path, 'rows']).map((r, i) => {
+        const at = [...path, 'rows', i];
+        const row = mapping(r, at, ['source', 'count', 'dmarc', 'disposition']);
+        if (typeof row.source !== 'string' || !/^\d+\.\d+\.\d+\.\d+$/.test(row.source)) fail([...at, 'source'], `expected the source's IPv4 address (got ${got(row.source)})`);
+        if (row.count !== undefined && (!Number.isInteger(row.count) || (row.count as number) < 0)) fail([...at, 'count'], `expected a number of messages (got ${got(row.count)})`);
+        return {
+          source: row.source as string,
+          ...(row.count !== undefined && { count: row.count as number }),
+          ...(row.dmarc !== undefined && { dmarc: oneOf(row.dmarc, [...at, 'dmarc'], ['pass', 'fail']) as 'pass' | 'fail' }),
+          ...(row.disposition !== undefined && { disposition: oneOf(row.disposition, [...at, 'disposition'], POLICIES) }),
+        };
+      }),
+    );
+    return {
+      ...(m.sent !== undefined && { sent: m.sent as boolean }),
+      ...(m.to !== undefined && { to: addresses(m.to, [...path, 'to']) }),
+      ...(m.refused !== undefined && { refused: text(m.refused, [...path, 'refused'], "text a refused destination's reason contains") }),
+      ...(rows && { rows }),
+    };
   };
 
   const top = mapping(doc, [], ['name', 'title', 'lesson', 'dns', 'steps']);
@@ -193,8 +228,27 @@ function checkScenario(doc: unknown, file: string, instances: string[], fail: (p
   const steps: Step[] = [];
   for (const [i, raw] of list(top.steps, ['steps']).entries()) {
     const path: Path = ['steps', i];
+    const id = optional((raw as Record<string, unknown>)?.id, (v) => text(v, [...path, 'id'], 'a name for the step'));
+    if (typeof raw === 'object' && raw !== null && 'report' in raw) {
+      // A report: step sends nothing; it checks the report the lab sends now.
+      const r = mapping(raw, path, ['title', 'id', 'dns', 'report', 'expect']);
+      const expect = expectation(r.expect, [...path, 'expect']);
+      if (!expect.report || Object.keys(expect).length !== 1) fail([...path, 'expect'], 'a report: step expects report: only');
+      steps.push({
+        title: text(r.title, [...path, 'title'], 'a title: what happens in this step'),
+        id,
+        dns: dnsChanges(r.dns, [...path, 'dns']),
+        report: text(r.report, [...path, 'report'], 'the domain whose DMARC report is checked').toLowerCase(),
+        to: [],
+        headers: {},
+        sign: [],
+        observe: '',
+        expect,
+      });
+      if (id) ids.set(id, i);
+      continue;
+    }
     const m = mapping(raw, path, ['title', 'id', 'dns', 'via', 'direct', 'retryOf', 'replay', 'from', 'fromFields', 'mailFrom', 'to', 'subject', 'headers', 'body', 'sign', 'tamper', 'observe', 'expect']);
-    const id = optional(m.id, (v) => text(v, [...path, 'id'], 'a name for the step'));
     const earlier = (key: string) =>
       optional(m[key], (v) => {
         if (typeof v !== 'string' || !ids.has(v)) fail([...path, key], `expected the id of an earlier step (${[...ids.keys()].join(', ') || 'none has one'}), got ${got(v)}`);
@@ -268,6 +322,7 @@ function checkScenario(doc: unknown, file: string, instances: string[], fail: (p
       observe: retryOf ? steps[ids.get(retryOf)!].observe : (optional(m.observe, (v) => address(v, [...path, 'observe'])) ?? to[0]),
       expect: expectation(m.expect, [...path, 'expect']),
     };
+    if (step.expect.report) fail([...path, 'expect', 'report'], 'only a report: step checks a report');
     if (id) {
       if (ids.has(id)) fail([...path, 'id'], `expected a new id: step ${ids.get(id)! + 1} has "${id}" already`);
       ids.set(id, i);

@@ -30,6 +30,7 @@ export interface Sent {
   end: string;
   messages: number;
   rows: number;
+  records: { sourceIp: string; count: number; disposition: string; dkim: string; spf: string }[]; // what the rows say, in short
   to: string[];
   refused: { uri: string; reason: string }[];
   queueId?: string;
@@ -112,7 +113,7 @@ export class Reporter {
       const reportId = randomBytes(8).toString('hex');
       const meta = { orgName: reports.orgName, email: reports.from, reportId, begin: Math.floor(begin / 1000), end: Math.floor(end / 1000) };
       const where = await destinations(report.published.domain, report.published.rua, resolver);
-      const one: Sent = { policyDomain: report.published.domain, reportId, begin: new Date(begin).toISOString(), end: new Date(end).toISOString(), messages: report.messages, rows: report.rows.length, to: where.to, refused: where.refused };
+      const one: Sent = { policyDomain: report.published.domain, reportId, begin: new Date(begin).toISOString(), end: new Date(end).toISOString(), messages: report.messages, rows: report.rows.length, records: report.rows.map(({ sourceIp, count, disposition, dkim, spf }) => ({ sourceIp, count, disposition, dkim, spf })), to: where.to, refused: where.refused };
       for (const r of where.refused) log.warn({ policyDomain: one.policyDomain, uri: r.uri, reason: r.reason }, 'DMARC report destination refused');
       if (where.to.length) {
         let message: ReturnType<typeof reportMessage>;
