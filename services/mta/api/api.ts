@@ -16,6 +16,7 @@
 //   GET /api/queue/:id                                      one entry, per recipient
 //   GET /api/dns/queries?limit=&name=                       the lab DNS's recent queries (from its control endpoint)
 //   GET /api/events                                         server-sent events: "session" (a row), "queue"
+//   GET /api/reports                                        the DMARC aggregate reports in the caller's mailboxes, read (reports.ts)
 //   GET /  and  /console/:file                              the web console
 //   POST /api/direct                                        lab-only: one SMTP transaction from this instance's address (direct.ts)
 //   POST /api/reports/send                                  the teacher: the DMARC aggregate reports not yet sent, now (reports/reporter.ts)
@@ -35,6 +36,8 @@ import { sendDirect, type DirectContext } from './direct.ts';
 import type { Instance } from '../instance.ts';
 import { recentQueries } from './lab-dns.ts';
 import type { Reporter } from '../reports/reporter.ts';
+import { listReports } from './reports.ts';
+import type { LabResolver } from '../../lib/resolver.ts';
 import type { Maildir } from '../store/maildir.ts';
 import { folderPage, pageQuery, sessionPage } from './pages.ts';
 import type { Queue } from '../outbound/queue.ts';
@@ -56,11 +59,12 @@ export interface ApiContext {
   mxWorkers?: () => { listening: number; of: number }; // with MX worker processes
   classroom?: Omit<ClassroomContext, 'logins'>; // classroom mode
   reporter?: Reporter; // an instance that sends DMARC aggregate reports
+  resolver?: LabResolver; // names the sources of the reports it reads
 }
 
 const DISPOSITIONS = ['inbox', 'junk', 'reject', 'defer', 'refused'];
 
-export function startApi(listen: Endpoint, { instance, maildir, sessions, queue, dnsControl, direct, mxWorkers, reporter, classroom }: ApiContext): Promise<Server> {
+export function startApi(listen: Endpoint, { instance, maildir, sessions, queue, dnsControl, direct, mxWorkers, reporter, resolver, classroom }: ApiContext): Promise<Server> {
   const events = new LiveEvents(sessions, queue, consolesFor(classroom?.classroom, MAX_CLIENTS));
   const logins = classroom && new Logins(classroom.classroom, instance.name);
   // An exercise checked: to the teacher's consoles and the student's own.
@@ -114,6 +118,7 @@ export function startApi(listen: Endpoint, { instance, maildir, sessions, queue,
       return scope.checkSession(record);
     }
     if (path === '/api/mailboxes') return mailboxes(scope);
+    if (path === '/api/reports') return listReports(maildir, scope, resolver);
     if ((match = /^\/api\/mailboxes\/([^/]+)\/([^/]+)$/.exec(path))) {
       const mailbox = decodeURIComponent(match[1]);
       scope.checkMailbox(mailbox);

@@ -1,0 +1,101 @@
+// GET /api/reports: the DMARC aggregate reports in the mailboxes the caller
+// may read, newest first, each read from its stored message
+// (reports/read-report.ts). A report is a message whose Subject is RFC 9990's
+// ("Report Domain: ..."); one that cannot be read is listed with the reason.
+// Each source address gets the name the lab DNS gives it (PTR), so that a
+// person sees mta.sender.test beside 192.0.2.10.
+import { open, readdir } from 'node:fs/promises';
+import { isIPv4 } from 'node:net';
+import { join } from 'node:path';
+import type { LabResolver } from '../../lib/resolver.ts';
+import type { Scope } from '../classroom/scope.ts';
+import { parseHeaders } from '../smtp/headers.ts';
+import type { Folder, Maildir } from '../store/maildir.ts';
+import { type ReadReport, ReportError, readReportMessage } from '../reports/read-report.ts';
+
+export type ListedReport = { id: string; mailbox: string; receivedAt: string } & (ReadReport | { subject: string; error: string });
+
+const HEAD = 32 * 1024; // enough of a message for its Subject
+const MAX_NAMES = 200; // PTR lookups per answer: a report may list thousands of strangers
+
+export async function listReports(maildir: Maildir, scope: Scope, resolver?: LabResolver): Promise<ListedReport[]> {
+  const found: { id: string; mailbox: string; receivedAt: string; file: string; subject: string }[] = [];
+  for (const { mailbox, folders } of await maildir.list()) {
+    if (!scope.ownsAddress(mailbox)) continue;
+    for (const { folder } of folders) found.push(...(await reportsIn(maildir, mailbox, folder)));
+  }
+  found.sort((a, b) => b.receivedAt.localeCompare(a.receivedAt) || b.id.localeCompare(a.id));
+  const reports: ListedReport[] = [];
+  for (const { file, subject, ...where } of found) {
+    try {
+      reports.push({ ...where, ...(await readReportMessage(await readWhole(file))) });
+    } catch (error) {
+      if (!(error instanceof ReportError)) throw error;
+      reports.push({ ...where, subject, error: error.message });
+    }
+  }
+  await nameSources(reports, resolver);
+  return reports;
+}
+
+// The messages of a folder whose Subject is a report's, by their heads alone.
+async function reportsIn(maildir: Maildir, mailbox: string, folder: Folder) {
+  const dir = maildir.folderPath(mailbox, folder);
+  const found = [];
+  for (const sub of ['new', 'cur']) {
+    for (const name of await readdir(join(dir, sub)).catch(() => [])) {
+      const file = join(dir, sub, name);
+      const subject = parseHeaders(await readHead(file)).find((f) => f.name.toLowerCase() === 'subject')?.value ?? '';
+      if (!/^Report Domain:/i.test(subject)) continue;
+      const id = name.replace(/:2,.*$/, ''); // a mail client's flags after the id
+      found.push({ id, mailbox, receivedAt: deliveredAt(id), file, subject });
+    }
+  }
+  return found;
+}
+
+async function readHead(file: string): Promise<Buffer> {
+  const handle = await open(file);
+  try {
+    const buffer = Buffer.alloc(HEAD);
+    const { bytesRead } = await handle.read(buffer, 0, HEAD, 0);
+    return buffer.subarray(0, bytesRead);
+  } finally {
+    await handle.close();
+  }
+}
+
+async function readWhole(file: string): Promise<Buffer> {
+  const handle = await open(file);
+  try {
+    return await handle.readFile();
+  } finally {
+    await handle.close();
+  }
+}
+
+// The Maildir name starts with the time of delivery: "<seconds>.M<microseconds>...".
+function deliveredAt(id: string): string {
+  const match = /^(\d+)\.M(\d+)/.exec(id);
+  return match ? new Date(Number(match[1]) * 1000 + Math.floor(Number(match[2]) / 1000)).toISOString() : new Date(0).toISOString();
+}
+
+// sourceName: the PTR name of each IPv4 source (the lab's addresses are).
+async function nameSources(reports: ListedReport[], resolver?: LabResolver) {
+  if (!resolver) return;
+  const rows = reports.flatMap((r) => ('rows' in r ? r.rows : []));
+  const addresses = [...new Set(rows.map((r) => r.sourceIp).filter((a) => isIPv4(a)))].slice(0, MAX_NAMES);
+  const names = new Map(
+    await Promise.all(
+      addresses.map(async (address) => {
+        const reverse = `${address.split('.').reverse().join('.')}.in-addr.arpa`;
+        const [name] = (await resolver.resolve(reverse, 'PTR').catch(() => [])) as string[];
+        return [address, name?.replace(/\.$/, '')] as const;
+      }),
+    ),
+  );
+  for (const row of rows) {
+    const name = names.get(row.sourceIp);
+    if (name) Object.assign(row, { sourceName: name });
+  }
+}
