@@ -11,6 +11,7 @@ import { keysView } from './keys.js';
 import { dnsView, mailboxView, queueView, sessionsView } from './lists.js';
 import { showLogin } from './login.js';
 import { messageView, sessionView } from './message.js';
+import { reportsView } from './reports.js';
 import { logOut, whoAmI } from './session.js';
 import { zoneView } from './zone.js';
 
@@ -37,6 +38,7 @@ async function route() {
     else if (kind === 'session') await sessionView(section, rest[0]);
     else if (kind === 'queue') view = queueView(section);
     else if (kind === 'dns') view = dnsView(section);
+    else if (kind === 'reports') view = await reportsView(section);
     else if (me && kind === 'zone') await zoneView(section, rest[0], me);
     else if (me && kind === 'keys') await keysView(section, rest[0], me);
     else if (me && kind === 'class') await classView(section, keysHere);
@@ -83,6 +85,13 @@ async function loadMailboxes() {
   }
 }
 
+// The Reports link, where the mailboxes hold any DMARC report.
+async function loadReportsLink() {
+  const reports = await getJson('/api/reports').catch(() => []);
+  document.getElementById('reports-link').hidden = reports.length === 0;
+  document.getElementById('reports-count').textContent = reports.length ? String(reports.length) : '';
+}
+
 async function loadQueueCount(entries) {
   const count = entries ?? (await getJson('/api/queue').catch(() => [])).length;
   document.getElementById('queue-count').textContent = count ? String(count) : '';
@@ -104,6 +113,7 @@ function listen() {
     setLive(true);
     loadMailboxes();
     loadQueueCount();
+    loadReportsLink();
     view.refresh?.();
   });
   events.addEventListener('error', () => {
@@ -112,9 +122,12 @@ function listen() {
     if (me && events.readyState === EventSource.CLOSED) checkLogin();
   });
   const mailboxesSoon = throttle(loadMailboxes, 500); // a burst of sessions, one look at the counts
+  const reportsSoon = throttle(loadReportsLink, 2000);
   events.addEventListener('session', (event) => {
-    view.live?.(JSON.parse(event.data));
+    const row = JSON.parse(event.data);
+    view.live?.(row);
     mailboxesSoon();
+    if (row.transactions?.some((t) => /^Report Domain:/i.test(t.subject ?? ''))) reportsSoon();
   });
   events.addEventListener('exercise', (event) => view.exercise?.(JSON.parse(event.data)));
   events.addEventListener('queue', (event) => {
