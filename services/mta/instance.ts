@@ -45,6 +45,7 @@ export interface Reports {
   periodSeconds: number;
   from: string; // an address of ours: From: and MAIL FROM of the reports
   orgName: string; // the reporter, as the report names it
+  failure: boolean; // DMARC failure reports (RFC 9991) to ruf= too: off unless the file says true
 }
 
 export interface MailingList {
@@ -256,7 +257,7 @@ export function checkInstance(doc: unknown, file: string): Instance {
       srsSecret: String(forwardingDoc.srsSecret ?? ''),
       arcSeal: forwardingDoc.arcSeal === true,
     },
-    ...(top.reports !== undefined && { reports: reports(object(top.reports, 'reports', ['periodSeconds', 'from', 'orgName'])) }),
+    ...(top.reports !== undefined && { reports: reports(object(top.reports, 'reports', ['periodSeconds', 'from', 'orgName', 'failure'])) }),
     sessionsKept: top.sessionsKept === undefined ? 10000 : integer(top.sessionsKept, 'sessionsKept', 1, 1_000_000),
   };
 
@@ -264,6 +265,7 @@ export function checkInstance(doc: unknown, file: string): Instance {
     const from = String(doc.from ?? '');
     if (!/^[^@\s]+@[^@\s]+$/.test(from) || !domains.has(from.slice(from.indexOf('@') + 1).toLowerCase())) fail('reports.from', `must be an address at one of this instance's domains (${[...domains.keys()].join(', ')})`);
     if (typeof doc.orgName !== 'string' || doc.orgName.trim() === '') fail('reports.orgName', "must be the reporter's name, as text");
-    return { periodSeconds: integer(doc.periodSeconds, 'reports.periodSeconds', 10, 86400), from: from.toLowerCase(), orgName: (doc.orgName as string).trim() };
+    if (doc.failure !== undefined && typeof doc.failure !== 'boolean') fail('reports.failure', 'must be true or false');
+    return { periodSeconds: integer(doc.periodSeconds, 'reports.periodSeconds', 10, 86400), from: from.toLowerCase(), orgName: (doc.orgName as string).trim(), failure: doc.failure === true };
   }
 }

@@ -24,6 +24,7 @@ import { studentMailboxes } from './classroom/mailboxes.ts';
 import { StudentKeys } from './classroom/student-keys.ts';
 import { EvaluationLog } from './reports/evaluation-log.ts';
 import { Reporter } from './reports/reporter.ts';
+import { FailureReporter } from './reports/failure.ts';
 import { openCourse } from './exercises/routes.ts';
 
 export interface MtaOptions {
@@ -75,6 +76,8 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
   const reportsDir = join(options.dataDir, 'reports');
   const evaluations = instance.reports && new EvaluationLog(reportsDir, instance.reports.periodSeconds);
   const reporter = instance.reports && new Reporter({ instance, reports: instance.reports, dir: reportsDir, resolver, signer, queue, queued: () => worker.kick(), log });
+  // DMARC failure reports, when the instance file turns them on: the MX sends each as it decides.
+  const failures = instance.reports?.failure ? new FailureReporter({ instance, reports: instance.reports, resolver, signer, queue, queued: () => worker.kick(), log }) : undefined;
   const forwarder = new Forwarder(instance, queue, options.keyDir, log, classroom);
   const closing = new Set<Promise<void>>();
   let mx: MxWorkers;
@@ -93,7 +96,7 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
     };
     mx = await startMxWorkers(options.mxWorkers!, heard, log);
   } else {
-    const server = createInbound({ instance, resolver, maildir, sessions, forwarder, queued: () => worker.kick(), closing, log, tls: options.tls, studentMailboxes: studentMailboxes(instance, classroom), evaluations });
+    const server = createInbound({ instance, resolver, maildir, sessions, forwarder, queued: () => worker.kick(), closing, log, tls: options.tls, studentMailboxes: studentMailboxes(instance, classroom), evaluations, failures });
     const port = await listen(server, options.mx);
     mx = { port, listening: () => 1, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
   }
@@ -129,6 +132,7 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
       // time) after smtp-server reports it closed, which may come after the
       // server itself has closed: wait for those, within reason.
       await Promise.race([Promise.all(closing), new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
+      await failures?.stop();
       evaluations?.close();
     },
   };

@@ -13,11 +13,13 @@ import type { Logger } from '../../lib/log.ts';
 import { Forwarder } from '../outbound/forward.ts';
 import { createInbound } from './mx.ts';
 import { EvaluationLog } from '../reports/evaluation-log.ts';
+import { FailureReporter } from '../reports/failure.ts';
 import { studentMailboxes } from '../classroom/mailboxes.ts';
 import { listen } from '../listen.ts';
 import { Maildir } from '../store/maildir.ts';
 import type { MtaOptions } from '../mta.ts';
 import { discardEntry, writeEntry, type Enqueue } from '../outbound/queue.ts';
+import { Signer } from '../outbound/sign.ts';
 import { SessionJournal, type SessionNote } from '../store/sessions.ts';
 
 const RESTART_DELAY_MS = 1000; // a worker that dies at once is not restarted in a tight loop
@@ -150,6 +152,7 @@ export async function runMxWorker(options: MtaOptions): Promise<void> {
     log,
     tls: options.tls,
     evaluations: instance.reports && new EvaluationLog(join(options.dataDir, 'reports'), instance.reports.periodSeconds),
+    failures: instance.reports?.failure ? new FailureReporter({ instance, reports: instance.reports, resolver: new LabResolver(options.dns), signer: new Signer(instance, options.keyDir), queue: enqueue, queued: () => undefined, log }) : undefined,
     studentMailboxes: studentMailboxes(instance, options.classroom),
   });
   const port = await listen(mx, options.mx);

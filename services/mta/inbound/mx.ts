@@ -21,6 +21,7 @@ import { receivedHeader, traceHeaders, type TraceInfo } from '../smtp/trace.ts';
 import { verify } from './verify.ts';
 import { evaluationOf } from '../reports/evaluation.ts';
 import type { EvaluationLog } from '../reports/evaluation-log.ts';
+import type { FailureReporter } from '../reports/failure.ts';
 
 export interface InboundContext {
   instance: Instance;
@@ -34,6 +35,7 @@ export interface InboundContext {
   tls: { key: Buffer; cert: Buffer };
   studentMailboxes?: Map<string, Set<string>>; // classroom mode, at the receiver: domain -> local parts (classroom/mailboxes.ts)
   evaluations?: EvaluationLog; // an instance that sends DMARC aggregate reports (reports/)
+  failures?: FailureReporter; // an instance that sends DMARC failure reports (reports/failure.ts)
 }
 
 interface Live {
@@ -195,6 +197,7 @@ export function createInbound(ctx: InboundContext): SMTPServer {
     const evaluated = () => {
       const evaluation = decision.disposition !== 'defer' && ctx.evaluations && evaluationOf(transaction.at, state.clientAddress, envelope, checks, decision);
       if (evaluation) ctx.evaluations!.add(evaluation);
+      if (decision.disposition !== 'defer') ctx.failures?.consider({ at: transaction.at, sourceIp: state.clientAddress, envelope, checks, added: headers, decision, message });
     };
     if (decision.disposition === 'reject' || decision.disposition === 'defer') {
       await sessions.save(state.record, true);
