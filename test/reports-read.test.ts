@@ -3,12 +3,17 @@
 // with the counts per source the mail made; and reports written by an
 // attacker to hurt the reader (bad gzip, not XML, 10,000 elements deep, a
 // billion laughs, a gzip bomb of 1 GiB) each listed with its error while the
-// API goes on answering.
+// API goes on answering. In a class, a student reads the reports in her own
+// mailbox and no other.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
+import { loadClass } from '../services/lib/classroom.ts';
+import { makeClass } from './support/dns-class.ts';
 import { startLab, type LabMta, type TestLab } from './support/lab.ts';
 import { api, arrival, ATTACKER_HOST, deliver, message, SENDER_HOST, waitFor } from './support/mail.ts';
+import { RawSmtp } from './support/smtp.ts';
 
 let lab: TestLab;
 let receiver: LabMta;
@@ -117,4 +122,30 @@ test('hostile reports are listed with what is wrong with them, and the API goes 
   t.diagnostic(`the list with the hostile reports (bomb and all) answered in ${took} ms`);
   assert.ok(took < 10_000, `the list with the hostile reports in ${took} ms`);
   assert.equal((await api<{ status: string }>(receiver, '/api/health')).status, 'ok');
+});
+
+test('in a class, each reads the reports in the mailboxes they may read: a student her own, the teacher all', async (t) => {
+  await lab.close();
+  const theClass = makeClass('name: Reports\nstudents: [ana, ben]\n');
+  t.after(() => rmSync(theClass.dir, { recursive: true, force: true }));
+  lab = await startLab(undefined, { classroom: loadClass(theClass.dir) });
+  receiver = await lab.start('receiver');
+  const report = (domain: string, id: string) =>
+    gzipSync(`<feedback><report_metadata><org_name>x</org_name><email>r@x.test</email><report_id>${id}</report_id><date_range><begin>1700000000</begin><end>1700000300</end></date_range></report_metadata><policy_published><domain>${domain}</domain><p>none</p></policy_published><record><row><source_ip>192.0.2.66</source_ip><count>4</count><policy_evaluated><disposition>none</disposition><dkim>fail</dkim><spf>fail</spf></policy_evaluated></row><identifiers><header_from>${domain}</header_from></identifiers><auth_results><spf><domain>${domain}</domain><result>fail</result></spf></auth_results></record></feedback>`);
+  for (const [to, id] of [['ana@ana.test', 'forana'], ['bob@receiver.test', 'forbob']]) {
+    const { smtp } = await RawSmtp.open(receiver.host, receiver.mxPort, ATTACKER_HOST.address);
+    for (const line of [`EHLO ${ATTACKER_HOST.helo}`, 'MAIL FROM:<reports@attacker.test>', `RCPT TO:<${to}>`, 'DATA']) assert.ok((await smtp.command(line)).code < 400, line);
+    smtp.write(hostile(id, report(to.split('@')[1], id)) + '.\r\n');
+    assert.equal((await smtp.read(15_000)).code, 250);
+    smtp.end();
+  }
+  const as = async (login: string) => {
+    const response = await fetch(`http://${receiver.host}:${receiver.apiPort}/api/reports`, { headers: { authorization: `Bearer ${theClass.credentials.get(login)}` } });
+    assert.equal(response.status, 200);
+    return ((await response.json()) as Listed[]).map((r) => `${r.mailbox} ${r.reportId} ${r.messages}`).sort();
+  };
+  assert.deepEqual(await as('ana'), ['ana@ana.test forana 4']);
+  assert.deepEqual(await as('ben'), []);
+  assert.deepEqual(await as('teacher'), ['ana@ana.test forana 4', 'bob@receiver.test forbob 4']);
+  assert.equal((await fetch(`http://${receiver.host}:${receiver.apiPort}/api/reports`)).status, 401, 'no login, no reports');
 });

@@ -4,7 +4,7 @@
 // ("Report Domain: ..."); one that cannot be read is listed with the reason.
 // Each source address gets the name the lab DNS gives it (PTR), so that a
 // person sees mta.sender.test beside 192.0.2.10.
-import { open, readdir } from 'node:fs/promises';
+import { open, readdir, readFile } from 'node:fs/promises';
 import { isIPv4 } from 'node:net';
 import { join } from 'node:path';
 import type { LabResolver } from '../../lib/resolver.ts';
@@ -27,11 +27,13 @@ export async function listReports(maildir: Maildir, scope: Scope, resolver?: Lab
   found.sort((a, b) => b.receivedAt.localeCompare(a.receivedAt) || b.id.localeCompare(a.id));
   const reports: ListedReport[] = [];
   for (const { file, subject, ...where } of found) {
+    const raw = await readFile(file).catch(() => undefined); // moved by a mail client since: left out
+    if (!raw) continue;
     try {
-      reports.push({ ...where, ...(await readReportMessage(await readWhole(file))) });
+      reports.push({ ...where, ...(await readReportMessage(raw)) });
     } catch (error) {
-      if (!(error instanceof ReportError)) throw error;
-      reports.push({ ...where, subject, error: error.message });
+      // Whatever a message does to the reader, the list goes on without it.
+      reports.push({ ...where, subject, error: error instanceof ReportError ? error.message : `the message cannot be read (${(error as Error).message})` });
     }
   }
   await nameSources(reports, resolver);
@@ -45,7 +47,9 @@ async function reportsIn(maildir: Maildir, mailbox: string, folder: Folder) {
   for (const sub of ['new', 'cur']) {
     for (const name of await readdir(join(dir, sub)).catch(() => [])) {
       const file = join(dir, sub, name);
-      const subject = parseHeaders(await readHead(file)).find((f) => f.name.toLowerCase() === 'subject')?.value ?? '';
+      const head = await readHead(file).catch(() => undefined); // moved by a mail client since: left out
+      if (!head) continue;
+      const subject = parseHeaders(head).find((f) => f.name.toLowerCase() === 'subject')?.value ?? '';
       if (!/^Report Domain:/i.test(subject)) continue;
       const id = name.replace(/:2,.*$/, ''); // a mail client's flags after the id
       found.push({ id, mailbox, receivedAt: deliveredAt(id), file, subject });
@@ -60,15 +64,6 @@ async function readHead(file: string): Promise<Buffer> {
     const buffer = Buffer.alloc(HEAD);
     const { bytesRead } = await handle.read(buffer, 0, HEAD, 0);
     return buffer.subarray(0, bytesRead);
-  } finally {
-    await handle.close();
-  }
-}
-
-async function readWhole(file: string): Promise<Buffer> {
-  const handle = await open(file);
-  try {
-    return await handle.readFile();
   } finally {
     await handle.close();
   }
