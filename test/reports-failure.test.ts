@@ -131,8 +131,20 @@ test('fo=1 reports a message that passes DMARC by SPF alone, its DKIM signature 
   assert.equal((await failureReports()).filter((r) => r.parts.get('text/rfc822-headers')!.includes('unsigned-fo0')).length, 0, 'fo=0: DMARC passed, no report');
 });
 
+test('a ruf= address in another domain that has not agreed (no _report._dmarc record) gets no failure report', async () => {
+  const { port } = control.address() as { port: number };
+  const record = 'v=DMARC1; p=none; ruf=mailto:dmarc-reports@receiver.test'; // receiver.test publishes no nodmarc.test._report._dmarc
+  const response = await fetch(`http://127.0.2.53:${port}/overrides`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: '_dmarc.nodmarc.test', type: 'TXT', values: [record], ttl: 1 }) });
+  assert.equal(response.status, 200, await response.text());
+  assert.equal((await deliver(receiver, ATTACKER_HOST, 'ceo@nodmarc.test', message('ceo@nodmarc.test', 'bob@receiver.test', 'spoof-unagreed'))).code, 250);
+  assert.equal((await deliver(receiver, ATTACKER_HOST, 'alice@sender.test', message('alice@sender.test', 'bob@receiver.test', 'spoof-agreed'))).code, 550);
+  await reportOf('spoof-agreed');
+  await queueEmpty();
+  assert.deepEqual((await failureReports()).filter((r) => header(r.text, 'Subject').includes('nodmarc.test')), []);
+});
+
 test(`at most ${PER_DOMAIN} reports per domain and period, however many spoofs`, async () => {
-  const before = (await failureReports()).length; // this period's reports so far (spoof-while-on, spoof-1, badly-signed-fo1)
+  const before = (await failureReports()).length; // this period's reports so far (spoof-while-on, spoof-1, badly-signed-fo1, spoof-agreed)
   for (let i = 0; i < PER_DOMAIN + 3; i++) assert.equal((await deliver(receiver, ATTACKER_HOST, 'alice@sender.test', message('alice@sender.test', 'bob@receiver.test', `flood-${i}`))).code, 550);
   await waitFor('the reports of the flood', async () => ((await failureReports()).length >= PER_DOMAIN ? true : undefined));
   await queueEmpty();
