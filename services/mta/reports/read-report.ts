@@ -27,6 +27,7 @@ export interface ReadReport {
 
 export interface ReadRow {
   sourceIp: string;
+  sourceName?: string; // its PTR name, which the API adds (api/reports.ts)
   count: number;
   disposition: string;
   dkim: string; // policy_evaluated: aligned and passing, or not
