@@ -157,6 +157,13 @@ test("the Reports view: each report's reporter, period, policy and sources with 
 
   assert.equal(await page.evaluate(() => (window as { loadedOnce?: boolean }).loadedOnce), true, 'shown without a reload');
   await page.locator('#reports-count').getByText('4', { exact: true }).waitFor();
+
+  // One that cannot be read: listed apart, with why.
+  const broken = forged().replace(/(base64\r\n\r\n)[\s\S]*?(\r\n--b--)/, '$1bm90IGd6aXA=$2').replace(/forged1/g, 'broken1');
+  assert.equal((await deliver(receiver, ATTACKER_HOST, 'reports@attacker.test', broken)).code, 250);
+  const unread = page.getByRole('region', { name: 'Reports that could not be read' });
+  await unread.getByRole('alert').getByText(/^⚠ could not be read: the attachment is not valid gzip/).waitFor({ timeout: 15_000 });
+  assert.match(await unread.locator('h4').innerText(), /Report-ID: broken1$/);
   assert.deepEqual(errors, []);
   for (const url of requested) assert.match(url, /^http:\/\/127\.\d+\.\d+\.\d+:\d+\//, `${url} is on loopback`);
   for (const attempt of beyondLoopback(browser)) assert.match(attempt, /^(CONNECT [a-z0-9-]+\.(googleapis|google)\.com:443|POST http:\/\/update\.googleapis\.com\/\S*)$/, `only chromium's own requests went to the gate: ${attempt}`);

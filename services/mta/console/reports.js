@@ -37,7 +37,7 @@ async function show(section) {
     ),
     reports.length === 0 && h('p', { class: 'muted' }, 'No report has arrived yet. The receiver sends them each period, or at once with npm run lab -- reports --send.'),
     domains.map((domain) => domainSection(domain, read.filter((r) => r.policyDomain === domain))),
-    unread.length > 0 && h('section', { class: 'report-domain' }, h('h3', {}, 'Reports that could not be read'), unread.map(unreadReport)),
+    unread.length > 0 && h('section', { class: 'report-domain', 'aria-label': 'Reports that could not be read' }, h('h3', {}, 'Reports that could not be read'), unread.map(unreadReport)),
   ];
   section.replaceChildren(...parts.flat().filter(Boolean));
 }
@@ -157,6 +157,7 @@ function chart(domain, reports) {
   const passed = count(reports.map((r) => ({ count: r.passed })));
   const failed = count(reports.map((r) => ({ count: r.failed })));
   const description = `${plural(reports.length, 'report')}: ${passed} messages passed DMARC and ${failed} failed.`;
+  const every = Math.ceil(64 / slot); // a time under every bar that has room for one
   const bars = reports.map((r, i) => {
     const x = left + slot * i + (slot - bar) / 2;
     const label = clock(r.end);
@@ -166,7 +167,7 @@ function chart(domain, reports) {
       svg('title', {}, `${clock(r.begin)} to ${label}: ${r.passed} passed, ${r.failed} failed`),
       svg('rect', { class: 'pass', x, y: y(r.passed), width: bar, height: y(0) - y(r.passed) }),
       svg('rect', { class: 'fail', x, y: y(r.messages), width: bar, height: y(r.passed) - y(r.messages) }),
-      svg('text', { x: x + bar / 2, y: height - bottom + 14, 'text-anchor': 'middle', class: 'tick' }, label),
+      i % every === 0 && svg('text', { x: x + bar / 2, y: height - bottom + 14, 'text-anchor': 'middle', class: 'tick' }, label),
     );
   });
   return h(
@@ -204,6 +205,6 @@ const clock = (iso) => new Date(iso).toLocaleTimeString(undefined, { hour: '2-di
 function svg(tag, attributes = {}, ...children) {
   const element = document.createElementNS(SVG, tag);
   for (const [name, value] of Object.entries(attributes)) element.setAttribute(name, String(value));
-  for (const child of children.flat()) element.append(typeof child === 'string' ? document.createTextNode(child) : child);
+  for (const child of children.flat()) if (child !== false) element.append(typeof child === 'string' ? document.createTextNode(child) : child);
   return element;
 }
