@@ -143,8 +143,21 @@ test('a ruf= address in another domain that has not agreed (no _report._dmarc re
   assert.deepEqual((await failureReports()).filter((r) => header(r.text, 'Subject').includes('nodmarc.test')), []);
 });
 
+test('never a report about a report (a mail loop), nor for a record with psd=y', async () => {
+  const report = message('alice@sender.test', 'bob@receiver.test', 'spoofed-report').replace('\r\n\r\n', '\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report; boundary="b"\r\n\r\n');
+  assert.equal((await deliver(receiver, ATTACKER_HOST, 'alice@sender.test', report)).code, 550);
+  await dmarcRecord('1; psd=y');
+  assert.equal((await deliver(receiver, ATTACKER_HOST, 'alice@sender.test', message('alice@sender.test', 'bob@receiver.test', 'spoof-psd'))).code, 550);
+  await dmarcRecord('1');
+  assert.equal((await deliver(receiver, ATTACKER_HOST, 'alice@sender.test', message('alice@sender.test', 'bob@receiver.test', 'spoof-after'))).code, 550);
+  await reportOf('spoof-after');
+  await queueEmpty();
+  const subjects = (await failureReports()).map((r) => header(r.parts.get('text/rfc822-headers')!, 'Subject'));
+  assert.ok(!subjects.includes('spoofed-report') && !subjects.includes('spoof-psd'), subjects.join(', '));
+});
+
 test(`at most ${PER_DOMAIN} reports per domain and period, however many spoofs`, async () => {
-  const before = (await failureReports()).length; // this period's reports so far (spoof-while-on, spoof-1, badly-signed-fo1, spoof-agreed)
+  const before = (await failureReports()).length; // this period's reports so far (spoof-while-on, spoof-1, badly-signed-fo1, spoof-agreed, spoof-after)
   for (let i = 0; i < PER_DOMAIN + 3; i++) assert.equal((await deliver(receiver, ATTACKER_HOST, 'alice@sender.test', message('alice@sender.test', 'bob@receiver.test', `flood-${i}`))).code, 550);
   await waitFor('the reports of the flood', async () => ((await failureReports()).length >= PER_DOMAIN ? true : undefined));
   await queueEmpty();
