@@ -46,8 +46,16 @@ export async function runAll(scenarios: Scenario[], target: Target, done: (r: Sc
   const running = new Set<Scenario>();
   const waiting = [...scenarios];
   const finished = Promise.withResolvers<void>();
+  // Scenarios waiting for another's DNS changes to be forgotten are started
+  // by these timers. They hold the process: with nothing else running (a
+  // compose lab is not this process's child) it would otherwise end with them
+  // still waiting (exit 13).
+  const wakes = new Set<NodeJS.Timeout>();
   const next = () => {
-    if (waiting.length === 0 && running.size === 0) return finished.resolve();
+    if (waiting.length === 0 && running.size === 0) {
+      for (const wake of wakes) clearTimeout(wake);
+      return finished.resolve();
+    }
     // Finished, but their DNS changes may still be cached somewhere.
     const lingering = [...results.values()].filter((r) => r.quietAt > Date.now()).map((r) => r.scenario);
     // In file order; one that must wait holds back those after it that clash with it too.
@@ -60,7 +68,13 @@ export async function runAll(scenarios: Scenario[], target: Target, done: (r: Sc
         results.set(s, result);
         running.delete(s);
         done(result);
-        if (result.quietAt > Date.now()) setTimeout(next, result.quietAt - Date.now()).unref();
+        if (result.quietAt > Date.now()) {
+          const wake = setTimeout(() => {
+            wakes.delete(wake);
+            next();
+          }, result.quietAt - Date.now());
+          wakes.add(wake);
+        }
         next();
       });
     }
