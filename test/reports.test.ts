@@ -107,3 +107,14 @@ test('without being asked, a report goes out a period after the receiver started
   const end = Number(/<end>(\d+)<\/end>/.exec(xml)![1]);
   assert.ok(begin < end && end - begin <= 20 && end <= Date.now() / 1000, `a period up to when it was sent: ${begin} to ${end}`);
 });
+
+test('failure reports are turned on and off for a lesson by the teacher, never by a web page', async () => {
+  const post = (body: unknown, headers: Record<string, string> = {}) =>
+    fetch(`http://${receiver.host}:${receiver.apiPort}/api/reports/failure`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+  assert.equal((await post({ enabled: 'yes' })).status, 400);
+  assert.equal((await post({ enabled: true }, { origin: 'http://evil.example' })).status, 403);
+  const on = await post({ enabled: true });
+  assert.deepEqual([on.status, await on.json()], [200, { enabled: true }]);
+  const off = await post({ enabled: false });
+  assert.deepEqual(await off.json(), { enabled: false });
+});

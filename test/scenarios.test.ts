@@ -65,6 +65,8 @@ describe('scenario files', () => {
       // issue 12: spoofing defences
       'from-twice', 'from-missing', 'from-two-mailboxes', 'arc-replay', 'spf-temperror-unsigned', 'rsa-sha1', 'null-sender',
       'from-two-at', 'from-encoded-domain', 'from-empty-group', 'from-spaced-domain', 'np-nonexistent',
+      // issue 16: DMARC reports
+      'report-monitoring', 'report-unauthorized', 'report-failure',
     ]) {
       assert.ok(names.includes(name), `no scenario ${name}`);
     }
@@ -91,6 +93,8 @@ describe('scenario files', () => {
     assert.equal(report('n', '    report: sender.test\n    expect: { dmarc: pass }\n'), 'n.yaml:13: steps[1].expect: a report: step expects report: only');
     assert.equal(report('o', '    report: sender.test\n    expect: { report: { rows: [{ source: mta.sender.test }] } }\n'), "o.yaml:13: steps[1].expect.report.rows[0].source: expected the source's IPv4 address (got \"mta.sender.test\")");
     assert.equal(problem('p', `${good.replace('NAME', 'p')}      report: { sent: true }\n`), 'p.yaml:11: steps[0].expect.report: only a report: step checks a report');
+    assert.equal(problem('q', good.replace('NAME', 'q').replace('steps:', 'failureReports: yes\nsteps:')), 'q.yaml:4: failureReports: expected true or false');
+    assert.equal(problem('r', `${good.replace('NAME', 'r')}      failureReport: { to: reports, fields: { Auth-Failure: dmarc } }\n`), 'r.yaml:11: steps[0].expect.failureReport.to: expected an address, local@domain (got "reports")');
   });
 
   test('scenarios that change DNS wait for those that use the names they change, and only for them', () => {
@@ -102,6 +106,8 @@ describe('scenario files', () => {
     assert.equal(clash(byName('strict-alignment'), sameDomain), true, 'a message From: strict.test depends on _dmarc.strict.test');
     assert.equal(clash(byName('report-monitoring'), byName('spoof-none')), true, "a report of monitor.test counts spoof-none's message");
     assert.equal(clash(byName('report-monitoring'), byName('spoof-reject')), false);
+    const alsoFailures = loadScenario(write('s', good.replace('NAME', 's').replace('steps:', 'failureReports: true\nsteps:').replace('ceo@sender.test', 'ceo@strict.test')), instances);
+    assert.equal(clash(byName('report-failure'), alsoFailures), true, 'failure reports are on for one scenario at a time');
   });
 });
 

@@ -117,3 +117,14 @@ export function compareReport(expect: ReportExpect, reports: Sent[]): Check[] {
   }
   return result;
 }
+
+// A step's failureReport: expectation against the feedback fields of the
+// report found (undefined: none came).
+export function compareFailureReport(expect: { to: string; fields: Record<string, string> }, fields: Record<string, string> | undefined): Check[] {
+  const result: Check[] = [{ check: 'failure report', expected: `one reaches ${expect.to}`, actual: fields ? `one reached ${expect.to}` : `none reached ${expect.to}`, passed: fields !== undefined, brief: fields ? 'arrived' : undefined }];
+  for (const [name, text] of Object.entries(expect.fields)) {
+    const value = fields?.[name.toLowerCase()];
+    result.push({ check: `failure report ${name}`, expected: `contains "${text}"`, actual: value ?? (fields ? 'no such field' : 'no report'), passed: value?.includes(text) ?? false, brief: value });
+  }
+  return result;
+}

@@ -7,7 +7,7 @@ import type { QueueEntry } from '../../services/mta/outbound/queue.ts';
 import { credentialHeader, getJson } from '../lab/api.ts';
 import type { Sent } from '../../services/mta/reports/reporter.ts';
 import { LabError } from '../lab/errors.ts';
-import { compare, compareReport, type Check, type Outcome } from './checks.ts';
+import { compare, compareFailureReport, compareReport, type Check, type Outcome } from './checks.ts';
 import { findMx, ScenarioDns } from './dns.ts';
 import type { Mta, Target } from './lab.ts';
 import { compose, forReplay, newMessageId, sign, tamper } from './message.ts';
@@ -94,6 +94,7 @@ export async function runScenario(scenario: Scenario, target: Target): Promise<S
     // A scenario that checks a report starts from nothing pending: what
     // earlier scenarios left unreported is sent (and not counted) first.
     if (scenario.steps.some((s) => s.report)) await sendReports(target);
+    if (scenario.failureReports) await failureReports(target, true);
     for (const [i, step] of scenario.steps.entries()) {
       const result = await runStep(scenario, i + 1, step, steps, target, dns);
       steps.push(result);
@@ -103,6 +104,7 @@ export async function runScenario(scenario: Scenario, target: Target): Promise<S
     error = e instanceof LabError ? e.message : ((e as Error).stack ?? String(e));
   }
   const ms = Math.round(performance.now() - started);
+  if (scenario.failureReports) await failureReports(target, false).catch((e: Error) => (error ??= `turning failure reports off again: ${e.message}`));
   const quietAt = await dns.undo().catch((e) => {
     error ??= `undoing the DNS changes: ${(e as Error).message}`;
     return 0;
@@ -158,7 +160,8 @@ async function runStep(scenario: Scenario, number: number, step: Step, earlier: 
     refusal,
     missing: observed || refusal ? undefined : `no decision for ${step.observe} at ${receiver.name} within ${STEP_TIMEOUT_MS / 1000} s`,
   };
-  const checks = compare(step.expect, outcome).map((c) => ({ ...c, check: scenario.steps.length > 1 ? `step ${number} ${c.check}` : c.check }));
+  const found = step.expect.failureReport && observed && (await failureReportAbout(target, messageId, step.expect.failureReport.to, deadline));
+  const checks = [...compare(step.expect, outcome), ...(step.expect.failureReport ? compareFailureReport(step.expect.failureReport, found) : [])].map((c) => ({ ...c, check: scenario.steps.length > 1 ? `step ${number} ${c.check}` : c.check }));
   if (outcome.missing) checks.push({ check: `step ${number} decision`, expected: `a decision at ${receiver.name}`, actual: outcome.missing, passed: false });
   return { number, step, messageId, sent: handed.sent, reply: handed.reply, observed, outcome, checks, ms: Math.round(performance.now() - started) };
 }
@@ -246,6 +249,39 @@ async function sendReports(target: Target): Promise<Sent[]> {
   return body.reports ?? [];
 }
 
+// DMARC failure reports on or off at the MTA that makes them.
+async function failureReports(target: Target, enabled: boolean): Promise<void> {
+  const reporter = target.mtas.find((m) => m.instance.reports);
+  if (!reporter) throw new LabError('no MTA of this lab sends DMARC reports (no instance file has reports:)');
+  const response = await fetch(`${reporter.api}api/reports/failure`, { method: 'POST', headers: { ...credentialHeader(), 'content-type': 'application/json' }, body: JSON.stringify({ enabled }), signal: AbortSignal.timeout(10_000) });
+  if (!response.ok) throw new LabError(`${reporter.name}: POST /api/reports/failure: ${response.status} ${((await response.json().catch(() => ({}))) as { error?: string }).error ?? ''}`);
+}
+
+// The feedback fields of the failure report about this message (its header,
+// sent back as text/rfc822-headers, carries the Message-ID) that reached
+// `to`, read from the API of the MTA whose mailbox it is; undefined when
+// none came before the deadline.
+async function failureReportAbout(target: Target, messageId: string, to: string, deadline: number): Promise<Record<string, string> | undefined> {
+  const mta = owner(target, to);
+  for (;;) {
+    const page = await getJson<{ items: { id: string; subject?: string }[] }>(`${mta.api}api/mailboxes/${encodeURIComponent(to)}/INBOX?limit=50`);
+    for (const item of page.items) {
+      const response = await fetch(`${mta.api}api/messages/${encodeURIComponent(item.id)}/raw`, { headers: credentialHeader(), signal: AbortSignal.timeout(5000) });
+      const raw = await response.text();
+      if (!raw.includes(messageId) || !/report-type="?feedback-report/i.test(raw)) continue;
+      const part = /Content-Type:\s*message\/feedback-report[^\r\n]*\r?\n(?:[^\r\n]+\r?\n)*\r?\n([\s\S]*?)\r?\n\r?\n/i.exec(raw)?.[1] ?? '';
+      const fields: Record<string, string> = {};
+      for (const line of part.split(/\r?\n(?![ \t])/)) {
+        const at = line.indexOf(':');
+        if (at > 0) fields[line.slice(0, at).trim().toLowerCase()] = (fields[line.slice(0, at).trim().toLowerCase()] ? `${fields[line.slice(0, at).trim().toLowerCase()]}, ` : '') + line.slice(at + 1).replace(/\s+/g, ' ').trim();
+      }
+      return fields;
+    }
+    if (Date.now() > deadline) return undefined;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
 // The MTA that holds the recipient's domain: where its decision is made.
 export function owner(target: Target, recipient: string): Mta {
   const domain = splitMailbox(recipient)[1];
@@ -261,6 +297,8 @@ export function clash(a: Scenario, b: Scenario): boolean {
   const touches = (changer: Scenario, other: Scenario) => {
     // A report: step counts every message of its domain: as if it changed the domain's names.
     const names = [...changer.dns, ...changer.steps.flatMap((s) => s.dns)].map((c) => c.name).concat(changer.steps.flatMap((s) => (s.report ? [s.report] : [])));
+    // Failure reports are on for one scenario at a time: the one that ends turns them off.
+    if (changer.failureReports && other.failureReports) return true;
     const sending = other.steps.flatMap((s) => [s.from, s.mailFrom, ...s.sign.map((k) => `x@${k.domain}`)]).filter((x): x is string => Boolean(x)).map((x) => organizational(domainOf(x)));
     const receiving = other.steps.flatMap((s) => [...s.to, s.observe]).map(domainOf);
     return names.some((n) => sending.some((d) => n === d || n.endsWith(`.${d}`)) || receiving.some((d) => n === d || (n.endsWith(`.${d}`) && !n.startsWith('_'))));

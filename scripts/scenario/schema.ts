@@ -38,6 +38,7 @@ export interface Expect {
   reason?: string; // the decision's reason contains this text
   headers?: Record<string, string>; // the stored copy's field contains this text
   report?: ReportExpect; // a report: step's
+  failureReport?: { to: string; fields: Record<string, string> }; // a DMARC failure report about this step's message reached `to`, its feedback fields containing these texts
 }
 
 // What a report: step expects of the DMARC aggregate report for its domain.
@@ -75,6 +76,7 @@ export interface Scenario {
   name: string;
   title: string;
   lesson: string;
+  failureReports: boolean; // the lab's DMARC failure reports are on while it runs (they are off by default)
   dns: DnsChange[]; // for the whole run
   steps: Step[];
 }
@@ -156,7 +158,7 @@ function checkScenario(doc: unknown, file: string, instances: string[], fail: (p
   const dnsChanges = (value: unknown, path: Path) => (value === undefined ? [] : list(value, path).map((c, i) => dnsChange(c, [...path, i])));
 
   const expectation = (value: unknown, path: Path): Expect => {
-    const m = mapping(value, path, ['spf', 'dkim', 'dmarc', 'arc', 'policy', 'disposition', 'code', 'arcOverride', 'reason', 'headers', 'report']);
+    const m = mapping(value, path, ['spf', 'dkim', 'dmarc', 'arc', 'policy', 'disposition', 'code', 'arcOverride', 'reason', 'headers', 'report', 'failureReport']);
     if (Object.keys(m).length === 0) fail(path, 'expected at least one check');
     const result = (key: string) => optional(m[key], (v) => oneOf(v, [...path, key], RESULTS));
     const dkim = optional(m.dkim, (v) => {
@@ -192,6 +194,10 @@ function checkScenario(doc: unknown, file: string, instances: string[], fail: (p
       reason: optional(m.reason, (v) => text(v, [...path, 'reason'], 'text the decision\'s reason contains')),
       headers: optional(m.headers, (v) => fields(v, [...path, 'headers'])),
       report: optional(m.report, (v) => reportExpectation(v, [...path, 'report'])),
+      failureReport: optional(m.failureReport, (v) => {
+        const f = mapping(v, [...path, 'failureReport'], ['to', 'fields']);
+        return { to: address(f.to, [...path, 'failureReport', 'to']), fields: f.fields === undefined ? {} : fields(f.fields, [...path, 'failureReport', 'fields']) };
+      }),
     };
     return Object.fromEntries(Object.entries(expect).filter(([, v]) => v !== undefined)) as Expect;
   };
@@ -220,7 +226,8 @@ function checkScenario(doc: unknown, file: string, instances: string[], fail: (p
     };
   };
 
-  const top = mapping(doc, [], ['name', 'title', 'lesson', 'dns', 'steps']);
+  const top = mapping(doc, [], ['name', 'title', 'lesson', 'failureReports', 'dns', 'steps']);
+  if (top.failureReports !== undefined && typeof top.failureReports !== 'boolean') fail(['failureReports'], 'expected true or false');
   const name = text(top.name, ['name'], 'the scenario name');
   const base = basename(file).replace(/\.ya?ml$/, '');
   if (name !== base) fail(['name'], `expected "${base}", the file's name (got ${got(name)})`);
@@ -335,6 +342,7 @@ function checkScenario(doc: unknown, file: string, instances: string[], fail: (p
     name,
     title: text(top.title, ['title'], 'a title: one line'),
     lesson: text(top.lesson, ['lesson'], 'the lesson: a few sentences a student reads').trim(),
+    failureReports: top.failureReports === true,
     dns: dnsChanges(top.dns, ['dns']),
     steps,
   };

@@ -76,8 +76,8 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
   const reportsDir = join(options.dataDir, 'reports');
   const evaluations = instance.reports && new EvaluationLog(reportsDir, instance.reports.periodSeconds);
   const reporter = instance.reports && new Reporter({ instance, reports: instance.reports, dir: reportsDir, resolver, signer, queue, queued: () => worker.kick(), log });
-  // DMARC failure reports, when the instance file turns them on: the MX sends each as it decides.
-  const failures = instance.reports?.failure ? new FailureReporter({ instance, reports: instance.reports, resolver, signer, queue, queued: () => worker.kick(), log }) : undefined;
+  // DMARC failure reports, when the instance file (or a lesson, through the API) turns them on: the MX sends each as it decides.
+  const failures = instance.reports && new FailureReporter({ instance, reports: instance.reports, resolver, signer, queue, queued: () => worker.kick(), log });
   const forwarder = new Forwarder(instance, queue, options.keyDir, log, classroom);
   const closing = new Set<Promise<void>>();
   let mx: MxWorkers;
@@ -108,7 +108,7 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
   const direct = { instance, outbound: options.outbound, ca: options.tls.ca };
   // The exercises are checked where the students' mailboxes are.
   const exercises = classroom && instance.name === MAILBOXES_AT ? openCourse({ classroom, receiver: instance, outbound: options.outbound, dataDir: options.dataDir, sessions, dns: options.dns, resolver, ca: options.tls.ca, log }) : undefined;
-  const api = await startApi(options.api, { instance, maildir, sessions, queue, dnsControl, direct, mxWorkers, reporter, resolver, classroom: classroom && { classroom, keys: studentKeys, exercises } });
+  const api = await startApi(options.api, { instance, maildir, sessions, queue, dnsControl, direct, mxWorkers, reporter, failures: workers > 1 ? undefined : failures, resolver, classroom: classroom && { classroom, keys: studentKeys, exercises } });
   worker.start();
   reporter?.start();
   const port = (server: { address(): unknown }) => (server.address() as { port: number }).port;

@@ -20,6 +20,7 @@
 //   GET /  and  /console/:file                              the web console
 //   POST /api/direct                                        lab-only: one SMTP transaction from this instance's address (direct.ts)
 //   POST /api/reports/send                                  the teacher: the DMARC aggregate reports not yet sent, now (reports/reporter.ts)
+//   POST /api/reports/failure                               the teacher: {"enabled": true|false}: DMARC failure reports on or off (reports/failure.ts)
 // Pages: ?limit= (default 50, at most 200); the answer's "next" is the ?before= of the following page.
 //
 // In classroom mode (a class in LAB_CLASS_DIR) every route but the console's
@@ -29,13 +30,14 @@
 // (classroom/routes.ts): logins, the student's zone, DKIM keys.
 import type { Server } from 'node:http';
 import type { Endpoint } from '../../lib/config.ts';
-import { HttpError, MAX_CONNECTIONS, RawBody, startHttp } from '../../lib/http.ts';
+import { HttpError, MAX_CONNECTIONS, RawBody, readJson, startHttp } from '../../lib/http.ts';
 import { htmlPage, MAIL_HTML_POLICY, messageParts } from './body.ts';
 import { LiveEvents, MAX_CLIENTS } from './events.ts';
 import { sendDirect, type DirectContext } from './direct.ts';
 import type { Instance } from '../instance.ts';
 import { recentQueries } from './lab-dns.ts';
 import type { Reporter } from '../reports/reporter.ts';
+import type { FailureReporter } from '../reports/failure.ts';
 import { listReports } from './reports.ts';
 import type { LabResolver } from '../../lib/resolver.ts';
 import type { Maildir } from '../store/maildir.ts';
@@ -59,12 +61,13 @@ export interface ApiContext {
   mxWorkers?: () => { listening: number; of: number }; // with MX worker processes
   classroom?: Omit<ClassroomContext, 'logins'>; // classroom mode
   reporter?: Reporter; // an instance that sends DMARC aggregate reports
+  failures?: FailureReporter; // ... and failure reports, when on (in this process: not with MX workers)
   resolver?: LabResolver; // names the sources of the reports it reads
 }
 
 const DISPOSITIONS = ['inbox', 'junk', 'reject', 'defer', 'refused'];
 
-export function startApi(listen: Endpoint, { instance, maildir, sessions, queue, dnsControl, direct, mxWorkers, reporter, resolver, classroom }: ApiContext): Promise<Server> {
+export function startApi(listen: Endpoint, { instance, maildir, sessions, queue, dnsControl, direct, mxWorkers, reporter, failures, resolver, classroom }: ApiContext): Promise<Server> {
   const events = new LiveEvents(sessions, queue, consolesFor(classroom?.classroom, MAX_CLIENTS));
   const logins = classroom && new Logins(classroom.classroom, instance.name);
   // An exercise checked: to the teacher's consoles and the student's own.
@@ -90,6 +93,15 @@ export function startApi(listen: Endpoint, { instance, maildir, sessions, queue,
     if (path === '/api/direct' && request.method === 'POST' && direct) {
       scope.checkTeacher('direct sending (POST /api/direct)');
       return sendDirect(request, direct);
+    }
+    if (path === '/api/reports/failure' && request.method === 'POST') {
+      scope.checkTeacher('turning DMARC failure reports on or off (POST /api/reports/failure)');
+      if (request.headers.origin !== undefined) throw new HttpError(403, 'turning failure reports on or off is not for web pages');
+      if (!failures) throw new HttpError(404, instance.reports ? `${instance.name} runs its MX in worker processes: its instance file decides (reports.failure)` : `${instance.name} sends no DMARC reports (its instance file has no reports: section)`);
+      const body = ((await readJson(request)) ?? {}) as { enabled?: unknown };
+      if (typeof body.enabled !== 'boolean') throw new HttpError(400, '{"enabled": true} or {"enabled": false}');
+      failures.enabled = body.enabled;
+      return { enabled: failures.enabled };
     }
     if (path === '/api/reports/send' && request.method === 'POST') {
       scope.checkTeacher('sending the DMARC reports (POST /api/reports/send)');

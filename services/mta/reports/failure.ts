@@ -55,14 +55,18 @@ export class FailureReporter {
   private secret = randomBytes(32); // for redaction; never written anywhere
   private sending = new Set<Promise<void>>();
   private sent = new Map<string, { since: number; count: number }>(); // by policy domain: reports in the period since the first
+  // On as the instance file says (reports.failure); a lesson turns it on for a while (POST /api/reports/failure).
+  enabled: boolean;
 
   constructor(ctx: FailureContext) {
     this.ctx = ctx;
+    this.enabled = ctx.reports.failure;
   }
 
   // Called for every decided message; the report, if any, is made and queued
   // in the background (the client's reply does not wait for it).
   consider(failed: FailedMessage): void {
+    if (!this.enabled) return;
     const { dmarc } = failed.checks;
     if (!dmarc.record || !dmarc.fromDomain) return;
     const published = parsePublished(dmarc.record, dmarc.orgDomain ?? dmarc.fromDomain);
