@@ -10,9 +10,10 @@
 // 100 lines). A restart serves the same zones with the same history. The
 // serial rises by one with every change; changes to one zone take turns.
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { open, rename } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createTwoFilesPatch, FILE_HEADERS_ONLY } from 'diff';
+import { replaceFile } from '../lib/durable.ts';
 import type { Logger } from '../lib/log.ts';
 import { ClassError, type Classroom, type Student } from '../lib/classroom.ts';
 import { parseRecords, type Zone, type ZoneRecord } from './zone-file.ts';
@@ -91,7 +92,7 @@ export class StudentZones {
     for (const student of classroom.students) {
       const zone = zones.read(student);
       zones.byDomain.set(student.domain, zone);
-      if (!existsSync(zone.file)) await writeWhole(zone.file, zones.zoneText(zone));
+      if (!existsSync(zone.file)) await replaceFile(zone.file, zones.zoneText(zone), 0o644);
     }
     zoneSet.setZones([...zones.byDomain.values()].map((z) => zones.served(z)));
     log.info({ class: classroom.name, zones: zones.byDomain.size, dir: zones.dir }, "students' zones loaded");
@@ -165,7 +166,7 @@ export class StudentZones {
     if (before === after) return { serial: zone.serial, diff: '' };
     const serial = zone.serial + 1;
     const diff = createTwoFilesPatch(`${domain} serial ${zone.serial}`, `${domain} serial ${serial}`, before, after, undefined, undefined, { headerOptions: FILE_HEADERS_ONLY });
-    await writeWhole(zone.file, this.zoneText({ ...zone, serial, records }));
+    await replaceFile(zone.file, this.zoneText({ ...zone, serial, records }), 0o644);
     zone.serial = serial;
     zone.records = records;
     this.zoneSet.setZones([this.served(zone)]);
@@ -180,7 +181,7 @@ export class StudentZones {
   private async saveHistory(zone: StudentZone, change: Change): Promise<void> {
     const file = historyFile(this.dir, zone.student.domain);
     if (zone.historyLines + 1 > HISTORY_KEPT) {
-      await writeWhole(file, zone.history.map((c) => `${JSON.stringify(c)}\n`).join(''));
+      await replaceFile(file, zone.history.map((c) => `${JSON.stringify(c)}\n`).join(''), 0o644);
       zone.historyLines = zone.history.length;
       return;
     }
@@ -250,22 +251,3 @@ function readHistory(file: string, log: Logger): { history: Change[]; lines: num
   return { history: history.slice(-HISTORY_SHOWN), lines: lines.length };
 }
 
-// Replaces a file whole: a crash leaves the old file or the new one, never
-// a part (the rename is made durable by the fsync of the directory).
-async function writeWhole(file: string, text: string): Promise<void> {
-  const temporary = `${file}.tmp`;
-  const handle = await open(temporary, 'w', 0o644);
-  try {
-    await handle.writeFile(text);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(temporary, file);
-  const dir = await open(join(file, '..'), 'r');
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
-}

@@ -7,13 +7,12 @@
 // Keys are kept across restarts; a private key never leaves this process.
 import { createPrivateKey, createPublicKey, generateKeyPair, type KeyObject } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
-import { open, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import type { Classroom } from '../../lib/classroom.ts';
 import { ConfigError } from '../../lib/config.ts';
 import { HttpError } from '../../lib/http.ts';
-import { syncDirectory } from '../store/maildir.ts';
+import { replaceFile } from '../../lib/durable.ts';
 import type { Signature } from '../outbound/sign.ts';
 
 export const ALGORITHMS = ['rsa-2048', 'ed25519'] as const;
@@ -117,16 +116,7 @@ export class StudentKeys {
   private async write(domain: string, selector: string, pem: Buffer): Promise<void> {
     const dir = join(this.dir, domain);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const file = join(dir, `${selector}.pem`);
-    const handle = await open(`${file}.tmp`, 'w', 0o600);
-    try {
-      await handle.writeFile(pem);
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(`${file}.tmp`, file);
-    await syncDirectory(dir);
+    await replaceFile(join(dir, `${selector}.pem`), pem);
   }
 }
 

@@ -4,9 +4,8 @@
 // the student has revealed. Only the checks write here; a file is replaced
 // whole (written, fsynced, renamed), so a crash leaves the old one or the new.
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
-import { open, rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import { syncDirectory } from '../store/maildir.ts';
+import { replaceFile } from '../../lib/durable.ts';
 import type { Status } from './lookups.ts';
 import type { ProbeSaw } from './probes.ts';
 import type { Question } from '../../lib/resolver.ts';
@@ -113,16 +112,7 @@ export class Results {
     return next;
   }
 
-  private async write(student: string): Promise<void> {
-    const path = join(this.dir, `${student}.json`);
-    const handle = await open(`${path}.tmp`, 'w', 0o600);
-    try {
-      await handle.writeFile(JSON.stringify(this.files.get(student)));
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(`${path}.tmp`, path);
-    await syncDirectory(this.dir);
+  private write(student: string): Promise<void> {
+    return replaceFile(join(this.dir, `${student}.json`), JSON.stringify(this.files.get(student)));
   }
 }

@@ -7,10 +7,10 @@
 // or cut short by a full disk, say) is moved aside into damaged/ with its
 // message, for a person to look at: one bad file never stops the MTA.
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, unlinkSync } from 'node:fs';
-import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { open, readFile, unlink } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { syncDirectory } from '../store/maildir.ts';
+import { replaceFile } from '../../lib/durable.ts';
 
 export type RecipientStatus = 'queued' | 'delivered' | 'failed';
 
@@ -214,11 +214,8 @@ export function discardEntry(dir: string, id: string): void {
 // The state file is replaced whole (write, fsync, rename, fsync of the
 // directory), after every attempt as at the first save: a file the rename
 // made visible before its data reached the disk is empty after a crash.
-async function saveState(dir: string, entry: QueueEntry): Promise<void> {
-  const file = join(dir, `${entry.id}.json`);
-  await writeFile(`${file}.tmp`, Buffer.from(JSON.stringify(entry)));
-  await rename(`${file}.tmp`, file);
-  await syncDirectory(dir);
+function saveState(dir: string, entry: QueueEntry): Promise<void> {
+  return replaceFile(join(dir, `${entry.id}.json`), JSON.stringify(entry));
 }
 
 async function writeFile(file: string, data: Buffer): Promise<void> {

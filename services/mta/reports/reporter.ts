@@ -9,7 +9,7 @@
 // read and the time reported until, so that a report sent early is not sent
 // twice, and the rest of its period goes in the next one.
 import { createReadStream, existsSync, readdirSync, readFileSync, statSync, unlinkSync } from 'node:fs';
-import { rename, writeFile } from 'node:fs/promises';
+import { replaceFile } from '../../lib/durable.ts';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { randomBytes } from 'node:crypto';
@@ -146,10 +146,9 @@ export class Reporter {
     }
   }
 
-  private async writeState(state: State): Promise<void> {
-    const path = join(this.ctx.dir, 'state.json');
-    await writeFile(`${path}.tmp`, JSON.stringify(state));
-    await rename(`${path}.tmp`, path);
+  // Durable: after a crash, what was sent is not sent again.
+  private writeState(state: State): Promise<void> {
+    return replaceFile(join(this.ctx.dir, 'state.json'), JSON.stringify(state));
   }
 }
 

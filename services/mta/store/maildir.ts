@@ -8,14 +8,12 @@
 // fsyncs, which wait for the disk, go to the thread pool. (Each trip through
 // the pool cost more CPU than the call it carried: a fifth of the receiver's
 // rate under load.)
-import { closeSync, fdatasync, fsync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, openSync, renameSync, unlinkSync } from 'node:fs';
 import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import { promisify } from 'node:util';
+import { syncDirectory, syncFile, writeAll } from '../../lib/durable.ts';
 
-export const syncFile = promisify(fsync);
-export const syncFileData = promisify(fdatasync);
 
 export type Folder = 'INBOX' | 'Junk';
 
@@ -152,40 +150,6 @@ export function splitMailbox(mailbox: string): [string, string] {
   return [mailbox.slice(0, at).toLowerCase(), mailbox.slice(at + 1).toLowerCase()];
 }
 
-// Makes the entries of a directory durable: resolves once an fsync of it
-// that started after the call has finished. Callers that come while one runs
-// share the next, so concurrent deliveries into one folder cost one
-// directory fsync between them, not one each.
-const nextSync = new Map<string, Promise<void>>(); // not started yet: whoever comes now joins it
-const runningSync = new Map<string, Promise<void>>();
-
-export function syncDirectory(dir: string): Promise<void> {
-  let sync = nextSync.get(dir);
-  if (sync) return sync;
-  const running = runningSync.get(dir) ?? Promise.resolve();
-  sync = running
-    .catch(() => undefined)
-    .then(() => {
-      nextSync.delete(dir);
-      runningSync.set(dir, sync!);
-      return fsyncDirectory(dir);
-    })
-    .finally(() => {
-      if (runningSync.get(dir) === sync) runningSync.delete(dir);
-    });
-  nextSync.set(dir, sync);
-  return sync;
-}
-
-async function fsyncDirectory(dir: string): Promise<void> {
-  const fd = openSync(dir, 'r');
-  try {
-    await syncFile(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
 const temporaryPath = (d: Delivery) => join(dirname(dirname(d.path)), 'tmp', basename(d.path));
 
 function removeQuietly(file: string): void {
@@ -194,10 +158,6 @@ function removeQuietly(file: string): void {
   } catch {
     // already gone
   }
-}
-
-export function writeAll(fd: number, data: Buffer): void {
-  for (let written = 0; written < data.length; ) written += writeSync(fd, data, written);
 }
 
 async function entries(dir: string): Promise<string[]> {

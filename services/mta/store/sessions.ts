@@ -21,7 +21,7 @@ import type { Decision } from '../inbound/decide.ts';
 import type { Delivery } from './maildir.ts';
 import type { Verdict } from '../inbound/verify.ts';
 import type { Forwarded } from '../outbound/forward.ts';
-import { syncDirectory, syncFileData, writeAll } from './maildir.ts';
+import { syncDirectory, syncFileData, writeAll } from '../../lib/durable.ts';
 
 export interface TranscriptLine {
   at: string;
