@@ -9,9 +9,9 @@ import { ConfigError } from '../../lib/config.ts';
 import type { Outbound } from '../outbound/deliver.ts';
 import { loadInstance, type Instance } from '../instance.ts';
 
-export const SENDER = 'sender';
-export const ATTACKER = 'attacker';
-export const FORWARDER = 'forwarder';
+const SENDER = 'sender';
+const ATTACKER = 'attacker';
+const FORWARDER = 'forwarder';
 
 export class LabPeers {
   readonly sender: Instance;

@@ -8,8 +8,14 @@ import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Evaluation } from './evaluation.ts';
 
-export const logFile = (dir: string, periodStart: number) => join(dir, `evaluations-${periodStart}.jsonl`);
-export const periodOf = (time: number, periodMs: number) => Math.floor(time / periodMs) * periodMs;
+const logFile = (dir: string, periodStart: number) => join(dir, `evaluations-${periodStart}.jsonl`);
+const periodOf = (time: number, periodMs: number) => Math.floor(time / periodMs) * periodMs;
+
+// The start of the period a file of the log holds (ms), or undefined for any other file.
+export function loggedPeriod(file: string): number | undefined {
+  const match = /^evaluations-(\d+)\.jsonl$/.exec(file);
+  return match ? Number(match[1]) : undefined;
+}
 
 export class EvaluationLog {
   private dir: string;

@@ -149,7 +149,7 @@ export class FailureReporter {
 
 // Why the record's fo= asks for a report of this message, or undefined
 // (RFC 9989 section 4.7; several options separated by colons).
-export function failureCondition(fo: string | undefined, checks: FailedMessage['checks']): string | undefined {
+function failureCondition(fo: string | undefined, checks: FailedMessage['checks']): string | undefined {
   const alignedBy = checks.dmarc.alignedBy ?? [];
   const dkimFailed = checks.dkim.some((d) => d.result !== 'pass' && d.result !== 'none');
   const spfFailed = ['fail', 'softfail', 'temperror', 'permerror'].includes(checks.spf.result);

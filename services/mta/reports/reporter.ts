@@ -20,6 +20,7 @@ import type { Queue } from '../outbound/queue.ts';
 import type { Signer } from '../outbound/sign.ts';
 import { aggregate } from './aggregate.ts';
 import { destinations } from './destinations.ts';
+import { loggedPeriod } from './evaluation-log.ts';
 import type { Evaluation } from './evaluation.ts';
 import { reportMessage } from './report-message.ts';
 
@@ -85,9 +86,9 @@ export class Reporter {
     const periodMs = reports.periodSeconds * 1000;
     const state = this.readState();
     const sent: Sent[] = [];
-    const files = existsSync(dir) ? readdirSync(dir).filter((f) => /^evaluations-\d+\.jsonl$/.test(f)).sort() : [];
+    const files = existsSync(dir) ? readdirSync(dir).filter((f) => loggedPeriod(f) !== undefined).sort() : [];
     for (const file of files) {
-      const start = Number(/\d+/.exec(file)![0]);
+      const start = loggedPeriod(file)!;
       const now = Date.now();
       const over = start + periodMs <= now;
       const path = join(dir, file);
