@@ -113,7 +113,8 @@ test("the grader credential: class init makes it once, in grader.credential (mod
   assert.equal(classroom.grader, grader);
   assert.deepEqual(classroom.identify(grader), { role: 'teacher', grader: true });
   assert.deepEqual(classroom.identify(first.issued.get('teacher')!), { role: 'teacher' });
-  assert.equal(classroom.identify(`grader-${grader.slice(-20, -1)}x`), undefined);
+  // One character changed (a fixed 'x' was the right one when the credential ended in x).
+  assert.equal(classroom.identify(`${grader.slice(0, -1)}${grader.endsWith('x') ? 'y' : 'x'}`), undefined);
 
   // Kept by the next init, and by a reset of someone else.
   assert.equal(issueCredentials(dir).grader, 'kept');
