@@ -50,7 +50,7 @@ async function waitUntil(what: string, child: ChildProcess, ready: () => Promise
   }
 }
 
-export function waitForPort(what: string, child: ChildProcess, host: string, port: number): Promise<void> {
+export function waitForPort(what: string, child: ChildProcess, host: string, port: number, timeoutMs?: number): Promise<void> {
   const accepts = () =>
     new Promise<boolean>((resolve) => {
       const socket = connect({ host, port });
@@ -60,7 +60,7 @@ export function waitForPort(what: string, child: ChildProcess, host: string, por
       });
       socket.once('error', () => resolve(false));
     });
-  return waitUntil(what, child, accepts);
+  return waitUntil(what, child, accepts, timeoutMs);
 }
 
 export function waitForHttp(what: string, child: ChildProcess, url: string): Promise<void> {
@@ -99,23 +99,4 @@ export async function stop(child: ChildProcess): Promise<void> {
 export function peakRssMiB(pid: number): number {
   const match = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return match ? Number(match[1]) / 1024 : NaN;
-}
-
-// The process and all its descendants (an MTA's MX workers, say).
-export function processTree(pid: number): number[] {
-  let children: number[] = [];
-  try {
-    children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
-  } catch {
-    // it has ended
-  }
-  return [pid, ...children.flatMap(processTree)];
-}
-
-// CPU seconds the process has used so far, all its threads, user and system.
-export function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  // Fields 14 and 15 (utime, stime), counted after the command name, which may hold spaces.
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // USER_HZ is 100 on Linux
 }
