@@ -60,7 +60,7 @@ const keyRecords = new Map<string, Promise<KeyRecord>>();
 
 // mailauth's own per-message cache (one question per record name and
 // options, shared by DKIM and ARC), whose lookups read through keyRecords.
-if (!process.env.NOKC) tools.createKeyCache = (resolver) => {
+tools.createKeyCache = (resolver) => {
   const asked = new Map<string, Promise<KeyRecord>>();
   return {
     resolver,

@@ -4,6 +4,7 @@
 // the header fields mailauth wrote.
 // Before mailauth: its verifiers must see the key cache.
 import './mailauth-keys.ts';
+import './mailauth-parser.ts';
 import { createPublicKey } from 'node:crypto';
 import { authenticate } from 'mailauth';
 import type { LabResolver, Question } from '../../lib/resolver.ts';
