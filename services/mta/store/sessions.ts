@@ -48,7 +48,7 @@ export interface SessionRecord {
   client: { address: string; port: number; hostname?: string; helo?: string };
   tls?: { protocol?: string; cipher?: string };
   transcript: TranscriptLine[];
-  transactions: Transaction[];
+  transactions: Transaction[]; // of a live session: those not yet saved (SessionJournal.save)
 }
 
 // A session's transcript is bounded, whatever the client sends: 600 MB of
@@ -174,7 +174,10 @@ export class SessionJournal {
 
   // Appends the transcript lines and the transactions added since the last
   // save; a transaction is written for good by the first save that succeeds
-  // after it is added, so it must be complete by then. Saves of one record
+  // after it is added, so it must be complete by then, and the live record
+  // then lets go of it: a session of thousands of messages (another MTA's
+  // pooled connection) holds only the transaction under way, not every one
+  // it carried, without bound. Saves of one record
   // must not overlap. With durable, the file is fsynced before this returns,
   // and its directory entry the first time.
   async save(record: SessionRecord, durable: boolean): Promise<void> {
@@ -187,7 +190,7 @@ export class SessionJournal {
       transcriptFrom: done.transcript,
       transcript: transcript.slice(done.transcript),
       transactionsFrom: done.transactions,
-      transactions: transactions.slice(done.transactions),
+      transactions: [...transactions],
     };
     this.written.set(record.id, done);
     try {
@@ -209,7 +212,8 @@ export class SessionJournal {
       done.durableName = true;
     }
     done.transcript = transcript.length;
-    done.transactions = transactions.length;
+    transactions.splice(0, update.transactions.length);
+    done.transactions += update.transactions.length;
     if (record.endedAt) this.written.delete(record.id);
     const { id, startedAt, endedAt, client } = record;
     await this.saved({ id, startedAt, endedAt, client: client.address, file, transactionsFrom: update.transactionsFrom, transactions: update.transactions.map(summarize) });
