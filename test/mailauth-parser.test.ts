@@ -13,7 +13,6 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const require = createRequire(import.meta.url);
-type Chunk = Buffer;
 const { MessageParser } = require('mailauth/lib/dkim/message-parser.js');
 // mailauth's own, taken before the module under test replaces them.
 const original = { processChunk: MessageParser.prototype.processChunk, ensureLinebreaks: MessageParser.prototype.ensureLinebreaks };
@@ -25,11 +24,11 @@ assert.notEqual(MessageParser.prototype.processChunk, original.processChunk, 'th
 // What the DKIM code is given: the header section, the body chunks, the byte count.
 class Reader extends MessageParser {
   header?: Buffer;
-  body: Chunk[] = [];
+  body: Buffer[] = [];
   async messageHeaders() {
     this.header = Buffer.concat(this.headerChunks);
   }
-  async nextChunk(chunk: Chunk) {
+  async nextChunk(chunk: Buffer) {
     this.body.push(chunk);
   }
   async finalChunk() {}
@@ -37,7 +36,7 @@ class Reader extends MessageParser {
 class OriginalReader extends Reader {}
 Object.assign(OriginalReader.prototype, original);
 
-async function read(Kind: typeof Reader, chunks: Chunk[]) {
+async function read(Kind: typeof Reader, chunks: Buffer[]) {
   const reader = new Kind();
   const done = new Promise((resolve, reject) => reader.on('finish', resolve).on('error', reject));
   for (const chunk of chunks) reader.write(chunk);
