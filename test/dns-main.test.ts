@@ -37,30 +37,35 @@ test('a broken zone file stops the start with file:line', () => {
 });
 
 test('serves, answers its control endpoint, and stops cleanly on SIGTERM', async () => {
-  const port = 20000 + (process.pid % 20000);
+  // Port 0 for both: a fixed port may be held by another test's socket; the
+  // log says which ports the system picked.
   const child = spawn(process.execPath, [main], {
-    env: { ...process.env, LOG_LEVEL: 'info', LOG_FORMAT: 'json', DNS_LISTEN: `127.0.0.1:${port}`, DNS_CONTROL_LISTEN: `127.0.0.1:${port + 1}`, ZONE_DIR: fixtures },
+    env: { ...process.env, LOG_LEVEL: 'info', LOG_FORMAT: 'json', DNS_LISTEN: '127.0.0.1:0', DNS_CONTROL_LISTEN: '127.0.0.1:0', ZONE_DIR: fixtures },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
+  let errors = '';
   child.stdout.on('data', (chunk) => (output += chunk));
+  child.stderr.on('data', (chunk) => (errors += chunk));
   try {
     // Generous: under a loaded CI (the Docker test beside it) a start took over 5 s.
     const deadline = Date.now() + 20_000;
     while (!output.includes('control endpoint listening')) {
-      assert.ok(Date.now() < deadline, `not ready: ${output}`);
+      assert.ok(Date.now() < deadline && child.exitCode === null, `not ready: ${output}${errors}`);
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
+    const lines = () => output.split('\n').filter(Boolean).map((line) => JSON.parse(line));
+    const listen = lines().find((l) => l.listen).listen as string;
+    const control = lines().find((l) => l.control).control as string;
     const resolver = new Resolver({ timeout: 1000, tries: 1 });
-    resolver.setServers([`127.0.0.1:${port}`]);
+    resolver.setServers([listen]);
     assert.deepEqual(await resolver.resolve4('host.features.test'), ['192.0.2.22']);
-    const health = await (await fetch(`http://127.0.0.1:${port + 1}/health`)).json();
+    const health = await (await fetch(`http://${control}/health`)).json();
     assert.equal(health.status, 'ok');
     const exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
     child.kill('SIGTERM');
     assert.equal(await exited, 0);
-    const lines = output.split('\n').filter(Boolean).map((line) => JSON.parse(line));
-    assert.ok(lines.some((l) => l.msg === 'query' && l.qname === 'host.features.test' && l.qtype === 'A' && l.rcode === 'NOERROR' && l.answers === 1));
+    assert.ok(lines().some((l) => l.msg === 'query' && l.qname === 'host.features.test' && l.qtype === 'A' && l.rcode === 'NOERROR' && l.answers === 1));
   } finally {
     child.kill('SIGKILL');
   }
