@@ -12,6 +12,7 @@ import { startApi } from './api/api.ts';
 import { DeliveryWorker, type Outbound } from './outbound/deliver.ts';
 import { Forwarder } from './outbound/forward.ts';
 import { createInbound } from './inbound/mx.ts';
+import { VerifyThread } from './inbound/verify-thread.ts';
 import type { Instance } from './instance.ts';
 import { listen } from './listen.ts';
 import { Maildir } from './store/maildir.ts';
@@ -56,6 +57,7 @@ export interface RunningMta {
 export async function startMta(options: MtaOptions): Promise<RunningMta> {
   const { instance, log } = options;
   const resolver = new LabResolver(options.dns);
+  const verifier = new VerifyThread(options.dns, instance.hostname, log);
   const maildir = new Maildir(join(options.dataDir, 'mail'), instance.hostname);
   const sessions = new SessionStore(join(options.dataDir, 'sessions'), instance.sessionsKept);
   // Classroom mode: the students log in, make DKIM keys and submit at the sender.
@@ -96,7 +98,7 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
     };
     mx = await startMxWorkers(options.mxWorkers!, heard, log);
   } else {
-    const server = createInbound({ instance, resolver, maildir, sessions, forwarder, queued: () => worker.kick(), closing, log, tls: options.tls, studentMailboxes: studentMailboxes(instance, classroom), evaluations, failures });
+    const server = createInbound({ instance, resolver, verifier, maildir, sessions, forwarder, queued: () => worker.kick(), closing, log, tls: options.tls, studentMailboxes: studentMailboxes(instance, classroom), evaluations, failures });
     const port = await listen(server, options.mx);
     mx = { port, listening: () => 1, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
   }
@@ -106,8 +108,16 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
   const workers = options.mxWorkers ?? 1;
   const mxWorkers = workers > 1 ? () => ({ listening: mx.listening(), of: workers }) : undefined;
   const direct = { instance, outbound: options.outbound, ca: options.tls.ca };
-  // The exercises are checked where the students' mailboxes are.
-  const exercises = classroom && instance.name === MAILBOXES_AT ? openCourse({ classroom, receiver: instance, outbound: options.outbound, dataDir: options.dataDir, sessions, dns: options.dns, resolver, ca: options.tls.ca, log }) : undefined;
+  // The exercises are checked where the students' mailboxes are. A check
+  // clears what the MX holds of the student's domain: in its resolver and in
+  // the verification thread's.
+  const receiverCache = {
+    forget(domain: string) {
+      resolver.forget(domain);
+      verifier.forget(domain);
+    },
+  };
+  const exercises = classroom && instance.name === MAILBOXES_AT ? openCourse({ classroom, receiver: instance, outbound: options.outbound, dataDir: options.dataDir, sessions, dns: options.dns, receiverCache, ca: options.tls.ca, log }) : undefined;
   const api = await startApi(options.api, { instance, maildir, sessions, queue, dnsControl, direct, mxWorkers, reporter, failures: workers > 1 ? undefined : failures, resolver, classroom: classroom && { classroom, keys: studentKeys, exercises } });
   worker.start();
   reporter?.start();
@@ -132,6 +142,7 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
       // time) after smtp-server reports it closed, which may come after the
       // server itself has closed: wait for those, within reason.
       await Promise.race([Promise.all(closing), new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
+      await verifier.close();
       await failures?.stop();
       evaluations?.close();
     },

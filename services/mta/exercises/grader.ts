@@ -27,7 +27,7 @@ export interface GraderContext {
   sessions: SessionStore;
   receiver: Instance;
   dns: Endpoint;
-  receiverResolver: LabResolver; // the MX's own, whose cache a check clears for the student's domain
+  receiverCache: Pick<LabResolver, 'forget'>; // what the MX holds of DNS answers, which a check clears for the student's domain
   log: Logger;
 }
 
@@ -142,7 +142,7 @@ export class Grader {
     }
     // The MX judges the probes with what its resolver holds: forget the
     // student's domain there, so that a record fixed a moment ago counts.
-    this.ctx.receiverResolver.forget(student.domain);
+    this.ctx.receiverCache.forget(student.domain);
     const label = exercises.map((e) => e.number).join(', ');
     const sent = await Promise.all(names.map((name) => this.ctx.probes.send(name, student, run, `exercise${exercises.length > 1 ? 's' : ''} ${label}`)));
     names.forEach((name, i) => probes.set(name, sent[i]));

@@ -184,7 +184,7 @@ export class ExerciseRoutes {
 
 // The course at the receiver: the exercise files, the results on disk, and
 // the grader when the class has its credential.
-export function openCourse(o: { classroom: Classroom; receiver: Instance; outbound: Outbound; dataDir: string; sessions: SessionStore; dns: Endpoint; resolver: LabResolver; ca: Buffer; log: Logger }): ExerciseRoutes {
+export function openCourse(o: { classroom: Classroom; receiver: Instance; outbound: Outbound; dataDir: string; sessions: SessionStore; dns: Endpoint; receiverCache: Pick<LabResolver, 'forget'>; ca: Buffer; log: Logger }): ExerciseRoutes {
   const exercises = loadExercises();
   const results = new Results(join(o.dataDir, 'exercises'));
   const grader = o.classroom.grader;
@@ -194,6 +194,6 @@ export function openCourse(o: { classroom: Classroom; receiver: Instance; outbou
   }
   const peers = new LabPeers(o.receiver, o.outbound, grader);
   const probes = new Probes(peers, o.sessions, o.receiver.hostname, o.ca);
-  const checker = new Grader({ classroom: o.classroom, exercises, peers, probes, results, sessions: o.sessions, receiver: o.receiver, dns: o.dns, receiverResolver: o.resolver, log: o.log });
+  const checker = new Grader({ classroom: o.classroom, exercises, peers, probes, results, sessions: o.sessions, receiver: o.receiver, dns: o.dns, receiverCache: o.receiverCache, log: o.log });
   return new ExerciseRoutes({ classroom: o.classroom, exercises, grader: checker, results, peers, receiver: o.receiver });
 }

@@ -12,6 +12,7 @@ import { LabResolver } from '../../lib/resolver.ts';
 import type { Logger } from '../../lib/log.ts';
 import { Forwarder } from '../outbound/forward.ts';
 import { createInbound } from './mx.ts';
+import { VerifyThread } from './verify-thread.ts';
 import { EvaluationLog } from '../reports/evaluation-log.ts';
 import { FailureReporter } from '../reports/failure.ts';
 import { studentMailboxes } from '../classroom/mailboxes.ts';
@@ -144,6 +145,7 @@ export async function runMxWorker(options: MtaOptions): Promise<void> {
   const mx = createInbound({
     instance,
     resolver: new LabResolver(options.dns),
+    verifier: new VerifyThread(options.dns, instance.hostname, log),
     maildir: new Maildir(join(options.dataDir, 'mail'), instance.hostname),
     sessions,
     forwarder: new Forwarder(instance, enqueue, options.keyDir, log, options.classroom),

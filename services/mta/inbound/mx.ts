@@ -18,14 +18,15 @@ import { splitMailbox, type Delivery, type Maildir } from '../store/maildir.ts';
 import { TranscriptKeeper, type SessionRecord, type SessionWriter, type Transaction } from '../store/sessions.ts';
 import { mailFromRefusal, rcptToRefusal } from '../smtp/smtputf8.ts';
 import { receivedHeader, traceHeaders, type TraceInfo } from '../smtp/trace.ts';
-import { verify } from './verify.ts';
+import type { VerifyThread } from './verify-thread.ts';
 import { evaluationOf } from '../reports/evaluation.ts';
 import type { EvaluationLog } from '../reports/evaluation-log.ts';
 import type { FailureReporter } from '../reports/failure.ts';
 
 export interface InboundContext {
   instance: Instance;
-  resolver: LabResolver;
+  resolver: LabResolver; // reverse lookups of clients
+  verifier: Pick<VerifyThread, 'verify'>; // SPF, DKIM, DMARC and ARC, on a thread of their own
   maildir: Maildir;
   sessions: SessionWriter;
   forwarder: Forwarder;
@@ -185,7 +186,7 @@ export function createInbound(ctx: InboundContext): SMTPServer {
       return refuse(554, '5.4.6', `Too many hops: ${hops} Received fields, more than ${MAX_HOPS}: the message is in a mail loop (RFC 5321 section 6.3)`);
     }
 
-    const verdict = await verify(message, { clientAddress: state.clientAddress, helo: session.hostNameAppearsAs, mailFrom: envelope.mailFrom }, resolver, instance.hostname);
+    const verdict = await ctx.verifier.verify(message, { clientAddress: state.clientAddress, helo: session.hostNameAppearsAs, mailFrom: envelope.mailFrom });
     const decision = decide(verdict, instance.policy);
     const { headers, dns, arcSealInput, ...checks } = verdict;
     transaction.checks = checks;
