@@ -43,7 +43,7 @@ try {
     const readyMs = Math.round(performance.now() - started);
     await promisify(execFile)(process.execPath, ['scripts/lab.ts', 'send', '--from', 'alice@sender.test', '--to', 'bob@receiver.test', '--wait'], { cwd: root });
 
-    const runner = descendants(npm.pid!).find((pid) => read(`/proc/${pid}/cmdline`).split('\0')[1] === 'scripts/lab.ts')!;
+    const runner = descendants(npm.pid!).find((pid) => read(`/proc/${pid}/cmdline`).split('\0').includes('scripts/lab.ts'))!;
     const services = children(runner);
     const sum = (file: string, field: string) => Math.round(services.reduce((total, pid) => total + kiB(read(`/proc/${pid}/${file}`), field), 0) / 1024);
     const runnerMiB = Math.round(kiB(read(`/proc/${runner}/status`), 'VmHWM') / 1024);
