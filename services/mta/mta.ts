@@ -1,8 +1,10 @@
 // One MTA instance, assembled: the MX, submission, the queue and its delivery
 // worker, and the API, over shared storage. The instance file says who it
 // is; the caller says where it listens and how lab addresses are reached.
-// Before anything loads mailauth: its signer must see the key cache.
+// Before anything loads mailauth: its signer must see the key cache and the
+// one-pass relaxed canonicalization.
 import './inbound/mailauth-keys.ts';
+import './inbound/mailauth-relaxed.ts';
 import { join } from 'node:path';
 import { MAILBOXES_AT, SUBMISSION_AT, type Classroom } from '../lib/classroom.ts';
 import type { Endpoint } from '../lib/config.ts';

@@ -2,8 +2,10 @@
 // DNS, and the author check before DMARC (author.ts). Returns what each check
 // concluded and why, in a form a person can read in the session record, plus
 // the header fields mailauth wrote.
-// Before mailauth: its verifiers must see the key cache.
+// Before mailauth: its verifiers must see the key cache and the one-pass
+// relaxed canonicalization.
 import './mailauth-keys.ts';
+import './mailauth-relaxed.ts';
 import './mailauth-parser.ts';
 import { createPublicKey } from 'node:crypto';
 import { authenticate } from 'mailauth';

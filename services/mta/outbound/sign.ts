@@ -6,6 +6,7 @@
 // they made (classroom/student-keys.ts), asked for at every message, so that
 // a new key is used from the next message on.
 import '../inbound/mailauth-keys.ts';
+import '../inbound/mailauth-relaxed.ts';
 import '../inbound/mailauth-parser.ts';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
