@@ -1,8 +1,9 @@
 // SPF, DKIM, DMARC and ARC on a thread of their own (verify-worker.ts).
 // The checks are about 1 ms of CPU per message, most of what the MX does:
 // on the thread that also runs every SMTP session and the disk work they
-// capped the MX at what one core does, with the machine's other core idle.
-// Here they run beside it, as Postfix's smtpd hands a message to its filter.
+// capped the MX at what one core does, with the machine's other core partly
+// idle. Here they run beside it, as Postfix's smtpd hands a message to its
+// filter.
 //
 // The thread asks the lab DNS with a resolver of its own, so its questions
 // are recorded in the verdict as before; forget() clears its cache too. It is
