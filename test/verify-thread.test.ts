@@ -2,7 +2,8 @@
 // What the thread concludes must be what verify() concludes in the MX's own
 // thread, for every kind of message, after the verdict has crossed between
 // threads; a thread that stops fails what it held and the next message gets
-// a new one; forget() reaches the thread's DNS cache.
+// a new one; forget() reaches the thread's DNS cache. At the MX, a message
+// whose checks never finish is not accepted: 451, nothing stored, recorded.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -12,15 +13,18 @@ import { LabResolver } from '../services/lib/resolver.ts';
 import { createLogger } from '../services/lib/log.ts';
 import { verify, type Envelope, type Verdict } from '../services/mta/inbound/verify.ts';
 import { VerifyThread } from '../services/mta/inbound/verify-thread.ts';
+import { RawSmtp } from './support/smtp.ts';
 import { startLab, type TestLab } from './support/lab.ts';
 
 const silent = createLogger('test', { LOG_LEVEL: 'silent' });
 const key = readFileSync(new URL('../dns-zone/dkim/sender.test/rsa2048.pem', import.meta.url));
 
 let lab: TestLab;
+let receiver: Awaited<ReturnType<TestLab['start']>>;
 let thread: VerifyThread;
 before(async () => {
   lab = await startLab();
+  receiver = await lab.start('receiver');
   thread = new VerifyThread({ host: '127.0.2.53', port: lab.dnsPort }, 'mx.receiver.test', silent);
 });
 after(async () => {
@@ -109,4 +113,48 @@ test('forget() clears the thread\'s cache for a domain, and only then is a chang
     lab.dns.zones.clearOverrides('_dmarc.sender.test');
     thread.forget('sender.test');
   }
+});
+
+test('at the MX, a message held by a thread that stops gets 451 4.3.0, is not stored, and its record says why; the next one passes', async () => {
+  const keyName = 'rsa2048._domainkey.sender.test';
+  const stored = () => receiver.maildir.list().then((boxes) => boxes.flatMap((b) => b.folders).reduce((n, f) => n + f.messages, 0));
+  const before = await stored();
+  const send = async (messageId: string) => {
+    const message = await signed(text('Alice <alice@sender.test>').replace(/Message-ID: <[^>]+>/, `Message-ID: <${messageId}>`));
+    const { smtp } = await RawSmtp.open(receiver.host, receiver.mxPort, '127.0.2.10');
+    await smtp.command('EHLO mta.sender.test');
+    await smtp.command('MAIL FROM:<alice@sender.test>');
+    await smtp.command('RCPT TO:<bob@receiver.test>');
+    await smtp.command('DATA');
+    smtp.write(`${message}.\r\n`);
+    return smtp;
+  };
+  // The key's answer is held back 2 s: the checks are under way until then.
+  lab.dns.zones.setOverride({ name: keyName, fault: { name: keyName, kind: 'delay', delayMs: 2000, types: ['TXT'], source: 'override' } });
+  try {
+    const asked = lab.dns.recentQueries().filter((q) => q.name === keyName).length;
+    const smtp = await send('held@sender.test');
+    for (const deadline = Date.now() + 10_000; lab.dns.recentQueries().filter((q) => q.name === keyName).length === asked; ) {
+      assert.ok(Date.now() < deadline, 'the MX never asked for the key');
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await receiver.verifier.close();
+    const reply = await smtp.read();
+    assert.equal(reply.code, 451);
+    assert.match(reply.text, /^451 4\.3\.0 Local error while checking the message; try again later$/);
+    await smtp.command('QUIT');
+  } finally {
+    lab.dns.zones.clearOverrides(keyName);
+  }
+  assert.equal(await stored(), before, 'nothing stored');
+  const api = async (path: string) => (await fetch(`http://${receiver.host}:${receiver.apiPort}${path}`)).json();
+  const [summary] = await api(`/api/sessions?messageId=${encodeURIComponent('<held@sender.test>')}`);
+  const { transactions } = await api(`/api/sessions/${summary.id}`);
+  assert.deepEqual(transactions[0].decision, { disposition: 'defer', code: 451, enhanced: '4.3.0', reason: 'local error while checking the message: the verification thread stopped (exit code 1)' });
+  assert.equal(transactions[0].deliveries.length, 0);
+
+  const next = await send('after@sender.test');
+  assert.match((await next.read()).text, /^250 2\.6\.0 Delivered to INBOX: /);
+  await next.command('QUIT');
+  assert.equal(await stored(), before + 1);
 });

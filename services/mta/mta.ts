@@ -53,6 +53,7 @@ export interface RunningMta {
   maildir: Maildir;
   sessions: SessionStore;
   queue: Queue;
+  verifier: VerifyThread; // the MX's (with MX workers, each worker process has its own)
   close(): Promise<void>;
 }
 
@@ -134,6 +135,7 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
     maildir,
     sessions,
     queue,
+    verifier,
     async close() {
       await reporter?.stop();
       await worker.stop();

@@ -186,7 +186,18 @@ export function createInbound(ctx: InboundContext): SMTPServer {
       return refuse(554, '5.4.6', `Too many hops: ${hops} Received fields, more than ${MAX_HOPS}: the message is in a mail loop (RFC 5321 section 6.3)`);
     }
 
-    const verdict = await ctx.verifier.verify(message, { clientAddress: state.clientAddress, helo: session.hostNameAppearsAs, mailFrom: envelope.mailFrom });
+    let verdict;
+    try {
+      verdict = await ctx.verifier.verify(message, { clientAddress: state.clientAddress, helo: session.hostNameAppearsAs, mailFrom: envelope.mailFrom });
+    } catch (error) {
+      // A fault in the checks (the verification thread stopped): nothing is
+      // decided without them. The client keeps the message and retries, and
+      // the record says what it heard and why.
+      log.error({ err: error, session: session.id }, 'verification failed: 451');
+      transaction.decision = { disposition: 'defer', code: 451, enhanced: '4.3.0', reason: `local error while checking the message: ${(error as Error).message}` };
+      await sessions.save(state.record, true);
+      throw smtpError(451, '4.3.0 Local error while checking the message; try again later');
+    }
     const decision = decide(verdict, instance.policy);
     const { headers, dns, arcSealInput, ...checks } = verdict;
     transaction.checks = checks;
