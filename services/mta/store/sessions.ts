@@ -409,7 +409,11 @@ function entry(record: SessionRecord, file: string): Entry {
 
 function summarize(t: Transaction): TransactionSummary {
   return {
-    messageId: t.message?.messageId,
+    // A copy: the Message-ID the MX read is a slice of the header section's
+    // text, and V8 keeps all of that text alive for a slice. The index lasts
+    // as long as the records it lists, so each message listed held its whole
+    // header section (up to the size limit) in memory.
+    messageId: t.message?.messageId === undefined ? undefined : structuredClone(t.message.messageId),
     recipients: t.envelope.rcptTo.map((r) => r.toLowerCase()),
     disposition: t.decision.disposition,
     deliveries: t.deliveries,
