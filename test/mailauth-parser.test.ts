@@ -11,13 +11,16 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 
 const require = createRequire(import.meta.url);
 const { MessageParser } = require('mailauth/lib/dkim/message-parser.js');
 // mailauth's own, taken before the module under test replaces them.
 const original = { processChunk: MessageParser.prototype.processChunk, ensureLinebreaks: MessageParser.prototype.ensureLinebreaks };
+const tools = require('mailauth/lib/tools.js');
+const streamed = tools.writeToStream;
 await import('../services/mta/inbound/mailauth-parser.ts');
-const { dkimSign } = require('mailauth/lib/dkim/sign.js');
+const { dkimSign, DkimSignStream } = require('mailauth/lib/dkim/sign.js');
 const { dkimVerify } = require('mailauth/lib/dkim/verify.js');
 assert.notEqual(MessageParser.prototype.processChunk, original.processChunk, 'the module replaces processChunk');
 
@@ -85,14 +88,15 @@ test('the header section, body and byte count are those mailauth reads, however 
   }
 });
 
+const key = readFileSync(join(import.meta.dirname, '..', 'dns-zone', 'dkim', 'sender.test', 'rsa2048.pem'));
+const record = readFileSync(join(import.meta.dirname, '..', 'dns-zone', 'sender.test.zone'), 'utf8');
+const published = /rsa2048\._domainkey\s+TXT\s+\(([^)]*)\)/.exec(record)![1].match(/"([^"]*)"/g)!.map((s) => s.slice(1, -1)).join('');
+const resolver = async (name: string) => {
+  if (name === 'rsa2048._domainkey.sender.test') return [[published]];
+  throw Object.assign(new Error('no such record'), { code: 'ENOTFOUND' });
+};
+
 test('a message signed and verified through it passes, and fails once its body or a signed field changes', async () => {
-  const key = readFileSync(join(import.meta.dirname, '..', 'dns-zone', 'dkim', 'sender.test', 'rsa2048.pem'));
-  const record = readFileSync(join(import.meta.dirname, '..', 'dns-zone', 'sender.test.zone'), 'utf8');
-  const published = /rsa2048\._domainkey\s+TXT\s+\(([^)]*)\)/.exec(record)![1].match(/"([^"]*)"/g)!.map((s) => s.slice(1, -1)).join('');
-  const resolver = async (name: string) => {
-    if (name === 'rsa2048._domainkey.sender.test') return [[published]];
-    throw Object.assign(new Error('no such record'), { code: 'ENOTFOUND' });
-  };
   for (const newline of ['\r\n', '\n']) {
     const text = ['From: Alice <alice@sender.test>', 'To: bob@receiver.test', 'Subject: through the fast reader', '', 'First line', '', 'Last line', ''].join(newline);
     const { signatures } = await dkimSign(text, { signatureData: [{ signingDomain: 'sender.test', selector: 'rsa2048', privateKey: key }] });
@@ -106,4 +110,66 @@ test('a message signed and verified through it passes, and fails once its body o
     assert.equal(await verdict(signed.replace('through the fast reader', 'changed')), 'fail (bad signature)', 'a changed Subject');
     assert.equal(await verdict(signed.replace(`${newline}${newline}First`, `${newline}X-Added: after the header${newline}${newline}First`)), 'pass', 'a field added that was not signed');
   }
+});
+
+// The module makes MessageParser an event emitter with write() and end()
+// instead of a Writable stream (a Writable kept every verifier alive through
+// young-generation collections), and hands a message in memory straight to it.
+const sample = ['From: Alice <alice@sender.test>', 'To: bob@receiver.test', 'Subject: streams', '', 'First line', '', 'Last line', ''].join('\r\n');
+
+test("mailauth's readers are no Writable streams, and what drives them as streams still works", async () => {
+  assert.ok(!(new Reader() instanceof Writable));
+  // mailauth's own writeToStream (modules that took it before the module ran keep it) reads what the new one does.
+  const viaOriginal = new Reader();
+  await streamed(viaOriginal, Buffer.from(sample));
+  const viaNew = new Reader();
+  await tools.writeToStream(viaNew, Buffer.from(sample));
+  assert.equal(viaNew.header?.toString(), sample.slice(0, sample.indexOf('\r\n\r\n') + 4));
+  assert.deepEqual([viaOriginal.header, Buffer.concat(viaOriginal.body), viaOriginal.byteLength], [viaNew.header, Buffer.concat(viaNew.body), viaNew.byteLength]);
+
+  // mailauth's signing stream writes to its signer chunk by chunk and waits for 'finish'.
+  const signing = new DkimSignStream({ signatureData: [{ signingDomain: 'sender.test', selector: 'rsa2048', privateKey: key }] });
+  const out: Buffer[] = [];
+  signing.on('data', (chunk: Buffer) => out.push(chunk));
+  const ended = new Promise((resolve, reject) => signing.on('end', resolve).on('error', reject));
+  for (let at = 0; at < sample.length; at += 7) signing.write(sample.slice(at, at + 7));
+  signing.end();
+  await ended;
+  const signed = Buffer.concat(out).toString();
+  assert.ok(signed.startsWith('DKIM-Signature: ') && signed.endsWith(sample), 'the signature, then the message as given');
+  const { results } = await dkimVerify(Buffer.from(signed), { resolver });
+  assert.equal(results[0].status.result, 'pass');
+});
+
+test('a failure while reading reaches the caller: end() emits it, writeToStream rejects with it', { timeout: 10_000 }, async () => {
+  class Failing extends Reader {
+    async nextChunk() {
+      throw new Error('the body could not be read');
+    }
+  }
+  const failing = new Failing();
+  const emitted = new Promise<Error>((resolve) => failing.on('error', resolve));
+  failing.write(Buffer.from(sample));
+  failing.end();
+  assert.match((await emitted).message, /the body could not be read/);
+  await assert.rejects(tools.writeToStream(new Failing(), Buffer.from(sample)), /the body could not be read/);
+  await assert.rejects(streamed(new Failing(), Buffer.from(sample)), /the body could not be read/);
+});
+
+test('a large message is read 64 KB at a time, with a turn of the event loop between chunks', async () => {
+  const body = `${'x'.repeat(998)}\r\n`.repeat(300); // 300 kB
+  const message = Buffer.from(`From: a@example.test\r\n\r\n${body}`);
+  let turns = 0;
+  let counting = true;
+  const count = () => {
+    turns++;
+    if (counting) setImmediate(count);
+  };
+  setImmediate(count);
+  const reader = new Reader();
+  await tools.writeToStream(reader, message);
+  counting = false;
+  assert.equal(Buffer.concat(reader.body).toString(), body);
+  assert.equal(reader.byteLength, message.length);
+  assert.ok(turns >= 4, `${turns} turns of the event loop while 5 chunks were read`);
 });
