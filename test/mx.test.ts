@@ -87,6 +87,7 @@ describe('a session a person types', () => {
       ['S:', 'C:', 'S:', 'C:', 'S:', 'C:', 'S:', 'C:', 'S:', 'C:', 'S:', 'C:', 'S:'],
     );
     assert.equal(session.transcript[1].line, 'C: HELO gmail.com');
+    assert.ok(session.transcript.some((t: { line: string }) => /^C: <\d+ bytes of DATA>$/.test(t.line)), 'the message data as its size');
     assert.equal(session.transactions[0].decision.disposition, 'inbox');
     assert.equal(session.transactions[0].checks.spf.result, 'none');
     assert.ok(session.transactions[0].dns.some((q: { name: string; error?: string }) => q.name === 'gmail.com' && q.error === 'ENOTFOUND'));

@@ -90,8 +90,11 @@ export function createInbound(ctx: InboundContext): SMTPServer {
   // smtp-server reports each command and reply to its logger: that is the transcript.
   const transcript = (meta: { tnx?: string; cid?: string } | undefined, text: string, args: unknown[]) => {
     const session = meta?.cid ? live.get(meta.cid) : undefined;
-    if (!session || !['command', 'send', 'data'].includes(meta?.tnx ?? '')) return;
-    session.transcript.add(new Date().toISOString(), format(text, ...args));
+    const tnx = meta?.tnx;
+    if (!session || (tnx !== 'command' && tnx !== 'send' && tnx !== 'data')) return;
+    // Most lines are "C:" or "S:" and the line itself: what format() gives, without its work.
+    const line = args.length === 1 && typeof args[0] === 'string' && !text.includes('%') ? `${text} ${args[0]}` : format(text, ...args);
+    session.transcript.add(new Date().toISOString(), line);
   };
   const smtpLogger = {
     debug: (meta: never, text: string, ...args: unknown[]) => transcript(meta, text, args),
@@ -394,6 +397,9 @@ export function createInbound(ctx: InboundContext): SMTPServer {
         .finally(state.saved);
     },
   });
+  // smtp-server wraps the logger it is given in one that copies every entry's
+  // fields first: ten times a message, for lines the transcript takes as they are.
+  (server as unknown as { logger: { debug: (meta: never, text: string, ...args: unknown[]) => void } }).logger.debug = smtpLogger.debug;
   server.on('error', (error) => log.warn({ err: error }, 'SMTP server error'));
   return server;
 }
