@@ -136,10 +136,17 @@ export class Queue implements Enqueue {
     this.entries.set(entry.id, entry);
   }
 
+  // Off the disk first, then off the list: the queue as listed is never
+  // emptier than the queue on disk (the API said "empty" while a delivered
+  // message's files were still being unlinked). Forgotten even if an unlink
+  // fails, so that a delivered message is never attempted again.
   async remove(entry: QueueEntry): Promise<void> {
-    this.entries.delete(entry.id);
-    await unlink(join(this.dir, `${entry.id}.json`));
-    await unlink(join(this.dir, `${entry.id}.eml`));
+    try {
+      await unlink(join(this.dir, `${entry.id}.json`));
+      await unlink(join(this.dir, `${entry.id}.eml`));
+    } finally {
+      this.entries.delete(entry.id);
+    }
   }
 
   message(entry: QueueEntry): Promise<Buffer> {
