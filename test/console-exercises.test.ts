@@ -175,7 +175,8 @@ test("a student's SPF exercise fails with its reason, a hint, the fix, the pass 
   const own = latest.locator('.probe').filter({ hasText: 'mta.sender.test (192.0.2.10)' }).first();
   const why = own.getByRole('link', { name: /^Why: the message in ana@ana\.test \/ INBOX$/ });
   await why.click();
-  await page.getByRole('link', { name: 'Why' }).waitFor();
+  // The message view's own "Why" link; until it shows, the exercise page's "Why: the message in ..." links would match a name that is not exact.
+  await page.getByRole('link', { name: 'Why', exact: true }).waitFor();
   assert.match(await page.locator('.verdict').innerText(), /✓ SPF pass/);
   await page.getByText('The SMTP conversation').waitFor();
   await page.goBack();
