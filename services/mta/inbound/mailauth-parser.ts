@@ -11,7 +11,9 @@
 // split of hostile messages). Prototype methods are looked up at each call,
 // so this works whenever it is imported.
 //
-// And MessageParser is no longer a Writable stream (see DirectWriter below).
+// And MessageParser is no longer a Writable stream (see DirectWriter below):
+// that holds for every parser made after this is imported; the direct
+// hand-over of a message, for mailauth's modules loaded after it.
 import { EventEmitter } from 'node:events';
 import { createRequire } from 'node:module';
 
