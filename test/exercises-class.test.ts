@@ -19,9 +19,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { issueCredentials } from '../services/lib/classroom.ts';
-import { readLab, root } from '../scripts/lab/compose.ts';
-import { call, endpoints } from './support/classroom-flow.ts';
+import { readLab } from '../scripts/lab/compose.ts';
+import { call } from './support/classroom-flow.ts';
 import { claimEmbeddedLab, startClassLab, stopClassLab } from './support/class-lab.ts';
+import { exerciseTools } from './support/exercise-tools.ts';
 import { RawSmtp } from './support/smtp.ts';
 
 const skip = await claimEmbeddedLab();
@@ -31,7 +32,6 @@ const classDir = mkdtempSync(join(tmpdir(), 'class-play-'));
 const dataDir = mkdtempSync(join(tmpdir(), 'class-play-lab-'));
 let runner: ChildProcess | undefined;
 let credentials: Map<string, string>;
-const api = endpoints(lab);
 
 before(async () => {
   if (skip) return;
@@ -45,41 +45,8 @@ after(async () => {
   rmSync(dataDir, { recursive: true, force: true });
 });
 
+const { api, exercise, zoneAdd, zoneApi, dkimKey, fails, passes } = exerciseTools(lab, () => credentials);
 const run = promisify(execFile);
-// A tool as a person runs it, with their credential; its exit code and output.
-async function tool(script: string, args: string[], who: string) {
-  try {
-    const { stdout, stderr } = await run(process.execPath, [script, ...args], { cwd: root, env: { ...process.env, LAB_TOKEN: credentials.get(who)! }, timeout: 60_000 });
-    return { code: 0, stdout, stderr };
-  } catch (error) {
-    const e = error as { code: number; stdout: string; stderr: string };
-    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
-  }
-}
-const exercise = (who: string, ...args: string[]) => tool('scripts/exercise.ts', args, who);
-const zoneAdd = async (who: string, ...lines: string[]) => assert.equal((await tool('scripts/lab.ts', ['zone', 'add', ...lines], who)).code, 0);
-// The zone-edit API, through the receiver's console API.
-async function zoneApi(who: string, change: { add?: string[]; delete?: string[] }) {
-  const answer = await call(`${api.receiverApi}/api/zone/records`, credentials.get(who), 'POST', change);
-  assert.equal(answer.status, 200, JSON.stringify(answer.body));
-}
-async function dkimKey(who: string, selector: string): Promise<string> {
-  const answer = await call(`${api.senderApi}/api/classroom/dkim`, credentials.get(who), 'POST', { selector, algorithm: 'rsa-2048' });
-  assert.equal(answer.status, 200, JSON.stringify(answer.body));
-  return answer.body.zoneLine;
-}
-
-// `npm run exercise -- check N` must fail (exit 1) with a reason that says
-// each of `reasons`, or pass (exit 0).
-async function fails(who: string, n: number, ...reasons: (string | RegExp)[]) {
-  const { code, stdout, stderr } = await exercise(who, 'check', String(n));
-  assert.equal(code, 1, `${who}, exercise ${n}: expected exit 1 (not passed)\n${stdout}${stderr}`);
-  for (const r of reasons) assert.match(stdout, typeof r === 'string' ? new RegExp(r.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')) : r, `${who}, exercise ${n}`);
-}
-async function passes(who: string, n: number) {
-  const { code, stdout, stderr } = await exercise(who, 'check', String(n));
-  assert.equal(code, 0, `${who}, exercise ${n}: expected exit 0 (passed)\n${stdout}${stderr}`);
-}
 
 const MX = ['@ MX 10 mx', 'mx A 192.0.2.20'];
 const SPF = '@ TXT "v=spf1 ip4:192.0.2.10 -all"';

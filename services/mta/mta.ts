@@ -103,7 +103,8 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
   } else {
     const server = createInbound({ instance, resolver, verifier, maildir, sessions, forwarder, queued: () => worker.kick(), closing, log, tls: options.tls, studentMailboxes: studentMailboxes(instance, classroom), evaluations, failures });
     const port = await listen(server, options.mx);
-    mx = { port, listening: () => 1, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+    // One process: its resolver and verification thread (receiverCache below) hold all the MX knows.
+    mx = { port, listening: () => 1, forget: async () => undefined, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
   }
   const submission = createSubmission({ instance, queue, signer, log, tls: options.tls, queued: () => worker.kick(), classroom: atSender });
   await listen(submission, options.submission);
@@ -113,11 +114,12 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
   const direct = { instance, outbound: options.outbound, ca: options.tls.ca };
   // The exercises are checked where the students' mailboxes are. A check
   // clears what the MX holds of the student's domain: in its resolver and in
-  // the verification thread's.
+  // the verification thread's, and in every MX worker's.
   const receiverCache = {
-    forget(domain: string) {
+    async forget(domain: string) {
       resolver.forget(domain);
       verifier.forget(domain);
+      await mx.forget(domain);
     },
   };
   const exercises = classroom && instance.name === MAILBOXES_AT ? openCourse({ classroom, receiver: instance, outbound: options.outbound, dataDir: options.dataDir, sessions, dns: options.dns, receiverCache, ca: options.tls.ca, log }) : undefined;

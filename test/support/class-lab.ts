@@ -15,9 +15,10 @@ export async function claimEmbeddedLab(): Promise<string | false> {
   return busy.length > 0 && `the embedded lab's ports are taken (is a lab running?): ${busy.join(', ')}`;
 }
 
-// Resolves when the lab says it is ready. fresh: its data directory emptied first.
-export async function startClassLab(classDir: string, dataDir: string, fresh = true): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['scripts/lab.ts', ...(fresh ? ['--fresh'] : []), '--data-dir', dataDir], { cwd: root, env: { ...process.env, LAB_CLASS: classDir }, stdio: ['ignore', 'ignore', 'pipe'] });
+// Resolves when the lab says it is ready. fresh: its data directory emptied
+// first. env: more environment for every service (MTA_MX_WORKERS).
+export async function startClassLab(classDir: string, dataDir: string, fresh = true, env: Record<string, string> = {}): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['scripts/lab.ts', ...(fresh ? ['--fresh'] : []), '--data-dir', dataDir], { cwd: root, env: { ...process.env, ...env, LAB_CLASS: classDir }, stdio: ['ignore', 'ignore', 'pipe'] });
   let said = '';
   child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (said += chunk));
   for (const deadline = Date.now() + 40_000; !/lab ready in \d+ ms/.test(said); await new Promise((r) => setTimeout(r, 50))) {

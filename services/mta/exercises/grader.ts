@@ -27,7 +27,7 @@ export interface GraderContext {
   sessions: SessionStore;
   receiver: Instance;
   dns: Endpoint;
-  receiverCache: Pick<LabResolver, 'forget'>; // what the MX holds of DNS answers, which a check clears for the student's domain
+  receiverCache: { forget(domain: string): Promise<void> }; // what the MX holds of DNS answers, which a check clears for the student's domain
   log: Logger;
 }
 
@@ -141,8 +141,9 @@ export class Grader {
       return probes;
     }
     // The MX judges the probes with what its resolver holds: forget the
-    // student's domain there, so that a record fixed a moment ago counts.
-    this.ctx.receiverCache.forget(student.domain);
+    // student's domain there (in every MX process), so that a record fixed a
+    // moment ago counts.
+    await this.ctx.receiverCache.forget(student.domain);
     const label = exercises.map((e) => e.number).join(', ');
     const sent = await Promise.all(names.map((name) => this.ctx.probes.send(name, student, run, `exercise${exercises.length > 1 ? 's' : ''} ${label}`)));
     names.forEach((name, i) => probes.set(name, sent[i]));

@@ -16,14 +16,13 @@ import type { Classroom, Student } from '../../lib/classroom.ts';
 import type { Endpoint } from '../../lib/config.ts';
 import { HttpError, readJson } from '../../lib/http.ts';
 import type { Logger } from '../../lib/log.ts';
-import type { LabResolver } from '../../lib/resolver.ts';
 import type { Caller } from '../classroom/logins.ts';
 import type { Scope } from '../classroom/scope.ts';
 import type { Instance } from '../instance.ts';
 import type { Outbound } from '../outbound/deliver.ts';
 import type { SessionStore } from '../store/sessions.ts';
 import { loadExercises, type Exercise } from './catalogue.ts';
-import { Grader } from './grader.ts';
+import { Grader, type GraderContext } from './grader.ts';
 import { LabPeers } from './peers.ts';
 import { Probes } from './probes.ts';
 import { Results } from './results.ts';
@@ -184,7 +183,7 @@ export class ExerciseRoutes {
 
 // The course at the receiver: the exercise files, the results on disk, and
 // the grader when the class has its credential.
-export function openCourse(o: { classroom: Classroom; receiver: Instance; outbound: Outbound; dataDir: string; sessions: SessionStore; dns: Endpoint; receiverCache: Pick<LabResolver, 'forget'>; ca: Buffer; log: Logger }): ExerciseRoutes {
+export function openCourse(o: { classroom: Classroom; receiver: Instance; outbound: Outbound; dataDir: string; sessions: SessionStore; dns: Endpoint; receiverCache: GraderContext['receiverCache']; ca: Buffer; log: Logger }): ExerciseRoutes {
   const exercises = loadExercises();
   const results = new Results(join(o.dataDir, 'exercises'));
   const grader = o.classroom.grader;

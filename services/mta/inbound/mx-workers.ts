@@ -5,6 +5,9 @@
 // journal, queue what an alias or list sends on. The first process keeps
 // everything else (submission, the queue and its delivery, the API), and each
 // worker tells it what it saved and queued, so the API lists every session.
+// An exercise check (classroom mode) has every worker forget a student's
+// domain before it sends its probes: each worker verifies with DNS answers
+// of its own.
 import cluster, { type Worker } from 'node:cluster';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
@@ -29,12 +32,24 @@ const SESSIONS_CLOSE_MS = 5000;
 // Saves are told in batches: one IPC message per batch costs the first
 // process far less than one per save (each message is a read and a parse).
 const NOTES_EVERY_MS = 20;
+// A worker that does not say it forgot within this time is stuck: the check goes on without it.
+const FORGET_TIMEOUT_MS = 5000;
 
-type Message = { kind: 'listening'; port: number } | { kind: 'sessions'; notes: SessionNote[] } | { kind: 'queued'; id: string } | { kind: 'close' };
+type Message =
+  | { kind: 'listening'; port: number }
+  | { kind: 'sessions'; notes: SessionNote[] }
+  | { kind: 'queued'; id: string }
+  | { kind: 'close' }
+  | { kind: 'forget'; id: number; domain: string }
+  | { kind: 'forgotten'; id: number };
 
 export interface MxWorkers {
   port: number;
   listening(): number; // MX processes that listen now (a worker may be starting again)
+  // Every running worker forgets what it holds of a domain's DNS (its
+  // resolver's and its verification thread's): resolves once each has done
+  // so, so that a message sent after it is verified with the zone as it is now.
+  forget(domain: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -49,7 +64,18 @@ export async function startMxWorkers(count: number, heard: Heard, log: Logger): 
   cluster.setupPrimary({ exec: fileURLToPath(new URL('../main.ts', import.meta.url)) });
   const workers = new Set<Worker>();
   const listening = new Set<Worker>();
+  // forget() calls under way: the workers still to answer each.
+  const forgetting = new Map<number, { waiting: Set<Worker>; done(): void }>();
+  let forgets = 0;
   let stopping = false;
+
+  // A worker answered a forget() call, or ended: one fewer to wait for.
+  const answered = (id: number, worker: Worker) => {
+    const call = forgetting.get(id);
+    if (!call?.waiting.delete(worker) || call.waiting.size > 0) return;
+    forgetting.delete(id);
+    call.done();
+  };
 
   const fork = (): Promise<number> => {
     const worker = cluster.fork();
@@ -63,11 +89,15 @@ export async function startMxWorkers(count: number, heard: Heard, log: Logger): 
           message.notes.forEach(heard.session);
         } else if (message.kind === 'queued') {
           heard.queued(message.id);
+        } else if (message.kind === 'forgotten') {
+          answered(message.id, worker);
         }
       });
       worker.once('exit', (code, signal) => {
         workers.delete(worker);
         listening.delete(worker);
+        // Its caches are gone with it; the one that replaces it starts empty.
+        for (const id of [...forgetting.keys()]) answered(id, worker);
         reject(new Error(`MX worker ${worker.process.pid} ended (code ${code}, signal ${signal}) before it listened`));
         if (stopping) return;
         log.error({ pid: worker.process.pid, code, signal }, `MX worker ended; another starts in ${RESTART_DELAY_MS / 1000} s`);
@@ -90,6 +120,28 @@ export async function startMxWorkers(count: number, heard: Heard, log: Logger): 
   return {
     port: ports[0],
     listening: () => listening.size,
+    forget(domain) {
+      // Those listening: a worker still starting has verified nothing yet (it says so once it listens).
+      const asked = [...listening].filter((worker) => worker.isConnected());
+      if (asked.length === 0) return Promise.resolve();
+      const id = ++forgets;
+      return new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          const stuck = [...forgetting.get(id)!.waiting].map((w) => w.process.pid);
+          log.error({ domain, workers: stuck }, `MX workers did not say within ${FORGET_TIMEOUT_MS / 1000} s that they forgot ${domain}: the check goes on`);
+          forgetting.delete(id);
+          resolve();
+        }, FORGET_TIMEOUT_MS);
+        forgetting.set(id, {
+          waiting: new Set(asked),
+          done: () => {
+            clearTimeout(timer);
+            resolve();
+          },
+        });
+        for (const worker of asked) worker.send({ kind: 'forget', id, domain } satisfies Message);
+      });
+    },
     async close() {
       stopping = true;
       const ended = [...workers].map((worker) => new Promise((resolve) => worker.once('exit', resolve)));
@@ -134,8 +186,16 @@ export async function runMxWorker(options: MtaOptions): Promise<void> {
   let stop = (): void => {
     stopAsked = true;
   };
+  const resolver = new LabResolver(options.dns);
+  const verifier = new VerifyThread(options.dns, instance.hostname, log);
   process.on('message', (message: Message) => {
     if (message.kind === 'close') stop();
+    if (message.kind === 'forget') {
+      // The thread takes requests in order: whatever it verifies after this, it asks the DNS again.
+      resolver.forget(message.domain);
+      verifier.forget(message.domain);
+      void tell({ kind: 'forgotten', id: message.id });
+    }
   });
   process.once('disconnect', () => stop()); // the first process is gone
   // Ctrl-C reaches every process of the group: the first one says when to stop.
@@ -144,8 +204,8 @@ export async function runMxWorker(options: MtaOptions): Promise<void> {
   const closing = new Set<Promise<void>>();
   const mx = createInbound({
     instance,
-    resolver: new LabResolver(options.dns),
-    verifier: new VerifyThread(options.dns, instance.hostname, log),
+    resolver,
+    verifier,
     maildir: new Maildir(join(options.dataDir, 'mail'), instance.hostname),
     sessions,
     forwarder: new Forwarder(instance, enqueue, options.keyDir, log, options.classroom),
