@@ -256,6 +256,8 @@ describe('docker compose up, for real', { skip, timeout: 30 * 60_000 }, () => {
     assert.ok(composeLibrary, 'the compose run happened');
     await lockEmbeddedLab();
     const embedded = await run(process.execPath, ['scripts/scenario.ts', 'all', '--json'], { timeoutMs: 300_000 });
+    // Its stderr says how far it got: a run cut off by the time limit prints no JSON.
+    assert.equal(embedded.code, 0, `the library against the embedded lab: exit ${embedded.code} after ${(embedded.ms / 1000).toFixed(0)} s\n${embedded.stderr.trim().split('\n').slice(-30).join('\n')}`);
     const library = JSON.parse(embedded.stdout) as Library;
     const verdicts = (l: Library) => l.scenarios.map((s) => ({ name: s.name, checks: s.checks.map(({ check, expected, actual }) => ({ check, expected, actual })) }));
     assert.deepEqual(verdicts(composeLibrary), verdicts(library));
