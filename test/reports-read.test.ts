@@ -11,7 +11,7 @@ import { rmSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { loadClass } from '../services/lib/classroom.ts';
 import { makeClass } from './support/dns-class.ts';
-import { startLab, type LabMta, type TestLab } from './support/lab.ts';
+import { inOneReportPeriod, startLab, type LabMta, type TestLab } from './support/lab.ts';
 import { api, arrival, ATTACKER_HOST, deliver, message, SENDER_HOST, waitFor } from './support/mail.ts';
 import { RawSmtp } from './support/smtp.ts';
 
@@ -31,6 +31,7 @@ const reports = () => api<Listed[]>(receiver, '/api/reports');
 
 test("the receiver's reports, read back: reporter, period, policy, and per source the count, results and disposition", async () => {
   assert.deepEqual(await reports(), [], 'no report before any is sent');
+  await inOneReportPeriod(receiver, 30_000);
   for (let i = 0; i < 3; i++) assert.equal((await deliver(receiver, SENDER_HOST, 'alice@sender.test', message('alice@sender.test', 'bob@receiver.test', `honest-${i}`))).code, 250);
   for (let i = 0; i < 2; i++) assert.equal((await deliver(receiver, ATTACKER_HOST, 'alice@sender.test', message('alice@sender.test', 'bob@receiver.test', `spoof-${i}`))).code, 550);
   assert.equal((await deliver(receiver, ATTACKER_HOST, 'ceo@monitor.test', message('ceo@monitor.test', 'bob@receiver.test', 'monitor-spoof'))).code, 250);

@@ -17,7 +17,7 @@ import { simpleParser } from 'mailparser';
 import { LabResolver } from '../services/lib/resolver.ts';
 import { destinations } from '../services/mta/reports/destinations.ts';
 import type { SessionRecord, SessionSummary } from '../services/mta/store/sessions.ts';
-import { startLab, type LabMta, type TestLab } from './support/lab.ts';
+import { inOneReportPeriod, startLab, type LabMta, type TestLab } from './support/lab.ts';
 import { api, arrival, ATTACKER_HOST, deliver, header, message, SENDER_HOST } from './support/mail.ts';
 import { requireTool } from './support/tools.ts';
 
@@ -38,6 +38,7 @@ const sendNow = async () => {
 };
 
 test('the report of a period: one per domain, its counts those of the session records, valid against RFC 9990, signed, delivered as mail', async (t) => {
+  await inOneReportPeriod(receiver, 30_000);
   for (let i = 0; i < 3; i++) assert.equal((await deliver(receiver, SENDER_HOST, 'alice@sender.test', message('alice@sender.test', 'bob@receiver.test', `honest-${i}`))).code, 250);
   for (let i = 0; i < 2; i++) assert.equal((await deliver(receiver, ATTACKER_HOST, 'alice@sender.test', message('alice@sender.test', 'bob@receiver.test', `spoof-${i}`))).code, 550);
   assert.equal((await deliver(receiver, ATTACKER_HOST, 'ceo@monitor.test', message('ceo@monitor.test', 'bob@receiver.test', 'monitor-spoof'))).code, 250);

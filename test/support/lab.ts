@@ -99,3 +99,14 @@ export function certificates(hostname: string) {
   return { key: readFileSync(join(dir, `${hostname}.key`)), cert: readFileSync(join(dir, `${hostname}.pem`)), ca: readFileSync(join(dir, 'ca.pem')) };
 }
 
+
+// A DMARC aggregate report covers one period of the receiver's (periodSeconds,
+// counted from the epoch, as the MTA counts them): messages sent across the
+// end of one are in two reports. A test that counts the reports of the mail it
+// sends calls this first: when the period ends within needMs, it waits for
+// the next one to begin.
+export async function inOneReportPeriod(receiver: LabMta, needMs: number): Promise<void> {
+  const periodMs = receiver.instance.reports!.periodSeconds * 1000;
+  const left = periodMs - (Date.now() % periodMs);
+  if (left < needMs) await new Promise((resolve) => setTimeout(resolve, left + 100));
+}
