@@ -14,7 +14,9 @@
 // DKIM-signed for sender.test, over and over. Each target's processes run in
 // cgroups of their own (scripts/bench/cgroup.ts), so that its CPU counts
 // every process it ran and its memory is the PSS of all of them; the lab DNS
-// each stack asks is in a cgroup of its own. Root, for the cgroups and Postfix.
+// each stack asks is in a cgroup of its own. The disk's writes and flushes
+// per message (scripts/bench/diskstats.ts) show what durability costs below
+// the file system. Root, for the cgroups and Postfix.
 //   BENCH_ROUNDS    rounds, each running every target once (default 3)
 //   BENCH_MESSAGES  messages per target and round (default 10000)
 //   BENCH_SESSIONS  SMTP sessions in parallel (default 20)
@@ -30,6 +32,7 @@ import { dkimSign } from 'mailauth/lib/dkim/sign.js';
 import { parse, stringify } from 'yaml';
 import { exitOnConfigError, readInteger, readString } from '../services/lib/config.ts';
 import { Cgroup, cgroupProblem, samplePeakPss } from './bench/cgroup.ts';
+import { diskRequests, type DiskRequests } from './bench/diskstats.ts';
 import { checkMaildir } from './bench/maildir-check.ts';
 import { MODULES, peerProblem, startPostfixRspamd } from './bench/postfix-rspamd.ts';
 import { freePort, start, stop, timed, waitForHttp, waitForPort } from './bench/processes.ts';
@@ -258,6 +261,7 @@ interface Result {
   settleSeconds: number;
   // CPU ms per message, by cgroup: the target's parts, then the lab DNS.
   cpu: { name: string; ms: number; dns: boolean }[];
+  disk?: DiskRequests; // per message, over the same time as the CPU
   peakPss: number;
   problems: string[];
   sample?: string;
@@ -271,6 +275,7 @@ async function measure(target: Target, round: number): Promise<Result> {
   const groups = [...running.parts, ...(running.dns ? [running.dns] : [])];
   try {
     const before = groups.map((g) => g.cpuMs());
+    const diskBefore = diskRequests(work);
     const pss = samplePeakPss(running.parts);
     const run = await send(running.host, running.port, file);
     const problems = run.status === 0 ? [] : [`smtp-source exited with ${run.status}: ${run.stderr.trim()}`];
@@ -279,8 +284,10 @@ async function measure(target: Target, round: number): Promise<Result> {
     const settleSeconds = (Date.now() - ended) / 1000;
     const peakPss = pss.stop();
     const cpu = groups.map((g, i) => ({ name: g.name, ms: (g.cpuMs() - before[i]) / messages, dns: g === running.dns }));
+    const diskAfter = diskRequests(work);
+    const disk = diskBefore && diskAfter && { writes: (diskAfter.writes - diskBefore.writes) / messages, flushes: (diskAfter.flushes - diskBefore.flushes) / messages };
     const { problems: wrong, sample } = await running.check();
-    return { seconds: run.seconds, settleSeconds, cpu, peakPss, problems: [...problems, ...wrong], sample };
+    return { seconds: run.seconds, settleSeconds, cpu, disk, peakPss, problems: [...problems, ...wrong], sample };
   } finally {
     await running.stop();
     for (const g of groups) g.remove();
@@ -335,6 +342,12 @@ for (const row of [columns, ...rows]) console.log(row.map((cell, i) => (i ? cell
 console.log('\nCPU ms per message by cgroup (medians; the lab DNS is not in the column above):');
 for (const s of summary.filter((s) => s.parts.length > 1)) {
   console.log(`  ${s.target.name}: ${s.parts.map((p) => `${p.name} ${p.ms.toFixed(3)}`).join(', ')}`);
+}
+
+const disks = summary.map((s) => ({ name: s.target.name, disks: results.get(s.target)!.map((r) => r.disk).filter((d) => d !== undefined) }));
+if (disks.every((d) => d.disks.length)) {
+  console.log(`\ndisk requests per message (medians; the whole device of ${work}, over the same time as the CPU):`);
+  for (const { name, disks: d } of disks) console.log(`  ${name}: ${median(d.map((x) => x.writes)).toFixed(2)} writes, ${median(d.map((x) => x.flushes)).toFixed(2)} flushes`);
 }
 
 const peerRuns = results.get(postfixRspamd)!;

@@ -13,9 +13,11 @@ import { join, resolve } from 'node:path';
 import { startApi } from '../services/mta/api/api.ts';
 import { launchBrowser, whyNoBrowser } from './bench/browser.ts';
 import { loadInstance } from '../services/mta/instance.ts';
+import { pino } from 'pino';
 import { Maildir, type Folder } from '../services/mta/store/maildir.ts';
 import { Queue } from '../services/mta/outbound/queue.ts';
 import { SessionStore, type SessionRecord, type Transaction } from '../services/mta/store/sessions.ts';
+import { WriteAheadLog } from '../services/mta/store/write-ahead-log.ts';
 
 const root = resolve(import.meta.dirname, '..');
 const count = Number(process.argv[2] ?? 10_000);
@@ -85,14 +87,16 @@ function session(i: number, at: number): { record: SessionRecord; folder?: Folde
 }
 
 async function fill(): Promise<void> {
-  const sessions = new SessionStore(join(work, 'sessions'), instance.sessionsKept);
+  const sessions = new SessionStore(join(work, 'sessions'), instance.sessionsKept, new WriteAheadLog(join(work, 'wal'), pino({ level: 'silent' })));
   const maildir = new Maildir(join(work, 'mail'), instance.hostname);
   const started = Date.now() - count * 1000; // one a second, ending now
   for (let i = 0; i < count; i++) {
     const { record, folder } = session(i, started + i * 1000);
     if (folder) {
       const message = Buffer.from(`From: ${record.transactions[0].message!.from}\r\nTo: alice@receiver.test\r\nSubject: ${record.transactions[0].message!.subject}\r\n\r\nHello.\r\n`);
-      const { path: _path, ...delivery } = await maildir.deliver('alice@receiver.test', folder, message);
+      const written = await maildir.write('alice@receiver.test', folder, '', message);
+      maildir.commit([written]);
+      const { path: _path, ...delivery } = written;
       record.transactions[0].deliveries.push(delivery);
     }
     await sessions.save(record, false);
@@ -113,7 +117,7 @@ try {
 
   // What a restarted MTA does: read the session directory into its index.
   start = performance.now();
-  const sessions = new SessionStore(join(work, 'sessions'), instance.sessionsKept);
+  const sessions = new SessionStore(join(work, 'sessions'), instance.sessionsKept, new WriteAheadLog(join(work, 'wal'), pino({ level: 'silent' })));
   console.log(`SessionStore opened (index of ${sessions.list().length} sessions) in ${(performance.now() - start).toFixed(0)} ms`);
   const maildir = new Maildir(join(work, 'mail'), instance.hostname);
   const server = await startApi({ host: '127.0.0.1', port: 0 }, { instance, maildir, sessions, queue: new Queue(join(work, 'queue')), dnsControl: { host: '127.0.0.1', port: 1 } });

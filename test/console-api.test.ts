@@ -9,7 +9,9 @@ import { startApi } from '../services/mta/api/api.ts';
 import { loadInstance } from '../services/mta/instance.ts';
 import { Maildir } from '../services/mta/store/maildir.ts';
 import { Queue } from '../services/mta/outbound/queue.ts';
+import { pino } from 'pino';
 import { SessionStore } from '../services/mta/store/sessions.ts';
+import { WriteAheadLog } from '../services/mta/store/write-ahead-log.ts';
 import { startLab, type LabMta, type TestLab } from './support/lab.ts';
 import { waitFor } from './support/mail.ts';
 import { RawSmtp } from './support/smtp.ts';
@@ -144,7 +146,7 @@ test("the lab DNS's recent queries, through the API; a clear error when its cont
     {
       instance: loadInstance(new URL('../instances/receiver.yaml', import.meta.url).pathname),
       maildir: new Maildir(join(dir, 'mail')),
-      sessions: new SessionStore(join(dir, 'sessions'), 10),
+      sessions: new SessionStore(join(dir, 'sessions'), 10, new WriteAheadLog(join(dir, 'wal'), pino({ level: 'silent' }))),
       queue: new Queue(join(dir, 'queue')),
       dnsControl: { host: '127.0.0.1', port },
     },

@@ -139,6 +139,7 @@ describe('docker compose up, for real', { skip, timeout: 30 * 60_000 }, () => {
 
   test('the scenario library with --compose: every scenario passes', async (t) => {
     const result = await nodeInLab(['scripts/scenario.ts', 'all', '--compose', '--json'], 600_000);
+    assert.equal(result.code, 0, `the library against compose: exit ${result.code}\n${result.stderr.trim().split('\n').slice(-30).join('\n')}`);
     composeLibrary = JSON.parse(result.stdout) as Library;
     const failed = composeLibrary.scenarios.filter((s) => !s.passed).map((s) => ({ name: s.name, wrong: s.checks.filter((c) => !c.passed) }));
     assert.deepEqual(failed, [], result.stderr);

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { RawSmtp, type Reply } from './support/smtp.ts';
 import { SENDER_HOST } from './support/mail.ts';
 import { startLab, type LabMta, type TestLab } from './support/lab.ts';
+import type { Instance } from '../services/mta/instance.ts';
 
 const MiB = 1024 * 1024;
 const root = process.getuid?.() === 0;
@@ -21,10 +22,10 @@ let lab: TestLab;
 const mounts: string[] = [];
 
 // A small file system of its own for an instance's data: its disk.
-function smallDisk(name: string): string {
+function smallDisk(name: string, mib = 4): string {
   const dir = join(lab.dataDir, name);
   mkdirSync(dir, { recursive: true });
-  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m,mode=0700', 'tmpfs', dir]);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${mib}m,mode=0700`, 'tmpfs', dir]);
   mounts.push(dir);
   return dir;
 }
@@ -112,7 +113,9 @@ test('two mailboxes, room for one copy: 451, neither mailbox has it, and the ret
 test('a mailbox and two forwards, room for two copies: 451, no copy in the mailbox or the queue, none delivered', { skip: !root && !process.env.CI && why }, async () => {
   assert.ok(root, why);
   await lab.stop('receiver').catch(() => undefined); // the forwards stay in the queue, to be counted
-  const disk = smallDisk('forwarder');
+  // The accepted message takes 4 MiB until the next checkpoint: a copy, two
+  // forwards, and the write-ahead log's entry.
+  const disk = smallDisk('forwarder', 6);
   const forwarder = await lab.start('forwarder');
   const recipients = ['postmaster@forwarder.test', 'class@forwarder.test', 'alice@forwarder.test'];
   const data = bigMessage('full-disk-forwards', recipients.join(', '));
@@ -134,6 +137,35 @@ test('a mailbox and two forwards, room for two copies: 451, no copy in the mailb
   const queued = forwarder.queue.list();
   assert.deepEqual(queued.map((e) => e.recipients.map((r) => r.address)).sort(), [['alice@receiver.test'], ['alice@receiver.test', 'bob@receiver.test']]);
   assert.equal(queueFiles(disk).length, 4, 'each forward: its message and its state file');
+});
+
+test('two mailboxes, room for both copies but not the write-ahead log entry: 451, nothing stored, and the retry delivers one copy to each', { skip: !root && !process.env.CI && why }, async () => {
+  assert.ok(root, why);
+  const disk = smallDisk('receiver-log');
+  // An address of its own: the forwards the test above queued go to the receiver's.
+  const receiverLog = (instance: Instance) => ({ ...instance, name: 'receiver-log', address: '192.0.2.21' });
+  const receiver = await lab.start('receiver', receiverLog);
+  const recipients = ['alice@receiver.test', 'bob@receiver.test'];
+  const data = bigMessage('full-disk-log', recipients.join(', '));
+  const filler = fill(disk, 2.5 * MiB);
+
+  const refused = await send(receiver, recipients, data);
+  assert.equal(refused.code, 451, refused.text);
+  for (const address of recipients) assert.deepEqual(mailbox(receiver, address), { new: [], tmp: [] }, `${address}: nothing stored for a message that got 451`);
+  const [deferred] = await transaction(receiver, '<full-disk-log@sender.test>');
+  assert.equal(deferred.decision.disposition, 'defer');
+  assert.match(deferred.decision.reason, /local storage error: .*ENOSPC/);
+
+  // The log file the failed entry tore is not written to again; the
+  // checkpoint that follows the retry removes both.
+  unlinkSync(filler);
+  const accepted = await send(receiver, recipients, data);
+  assert.equal(accepted.code, 250, accepted.text);
+  for (const address of recipients) assert.equal(mailbox(receiver, address).new.length, 1, `${address}: exactly one copy after the retry`);
+  await lab.stop('receiver-log');
+  assert.deepEqual(readdirSync(join(disk, 'wal')), []);
+  const restarted = await lab.start('receiver', receiverLog);
+  for (const address of recipients) assert.equal(mailbox(restarted, address).new.length, 1, `${address}: one copy after a restart`);
 });
 
 test('partial copies a crash left in tmp/ are removed when the MTA starts; delivered mail stays', async () => {

@@ -7,7 +7,9 @@ import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { pino } from 'pino';
 import { SessionStore } from '../services/mta/store/sessions.ts';
+import { WriteAheadLog } from '../services/mta/store/write-ahead-log.ts';
 import { RawSmtp } from './support/smtp.ts';
 import { startLab, type TestLab } from './support/lab.ts';
 import { requireTool } from './support/tools.ts';
@@ -257,7 +259,7 @@ describe('shutdown', () => {
     assert.equal((await smtp.command('QUIT')).code, 221);
     await smtp.closed;
     await lab.stop('stopping');
-    const reopened = new SessionStore(join(lab.dataDir, 'stopping', 'sessions'), 10);
+    const reopened = new SessionStore(join(lab.dataDir, 'stopping', 'sessions'), 10, new WriteAheadLog(join(lab.dataDir, 'stopping', 'wal'), pino({ level: 'silent' })));
     const [summary] = reopened.list();
     assert.ok(summary, 'the session was recorded');
     const record = await reopened.get(summary.id);

@@ -6,12 +6,17 @@ import assert from 'node:assert/strict';
 import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pino } from 'pino';
 import { SessionStore, type SessionRecord, type Transaction } from '../services/mta/store/sessions.ts';
+import { WriteAheadLog } from '../services/mta/store/write-ahead-log.ts';
 
 // File names start with the start time: the second orders the records.
 function session(id: string, second = 0): SessionRecord {
   return { id, instance: 'receiver', startedAt: `2026-11-28T10:00:0${second}.000Z`, client: { address: '192.0.2.10', port: 4000 }, transcript: [], transactions: [] };
 }
+
+// A store as the MTA opens it, with the write-ahead log beside the sessions directory.
+const storeAt = (dir: string, kept: number) => new SessionStore(dir, kept, new WriteAheadLog(`${dir}-wal`, pino({ level: 'silent' })));
 
 function transaction(messageId: string, delivery: string): Transaction {
   return {
@@ -27,7 +32,7 @@ function transaction(messageId: string, delivery: string): Transaction {
 test('each save appends only what is new; a torn last line is skipped; a new store reads the rest', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'sessions-'));
   try {
-    const store = new SessionStore(dir, 100);
+    const store = storeAt(dir, 100);
     const record = session('a');
     const carried = [];
     for (let n = 1; n <= 3; n++) {
@@ -46,7 +51,7 @@ test('each save appends only what is new; a torn last line is skipped; a new sto
     );
 
     appendFileSync(join(dir, file), '{"id":"a","transcriptFrom":3,"transcr'); // a crash halfway through a line
-    const reopened = new SessionStore(dir, 100);
+    const reopened = storeAt(dir, 100);
     // Open when the crash came: the new store closes it, on a line of its own.
     const { endedAt, interrupted, ...kept } = (await reopened.get('a'))!;
     assert.deepEqual(kept, { ...record, transactions: carried });
@@ -58,13 +63,14 @@ test('each save appends only what is new; a torn last line is skipped; a new sto
     assert.equal(reopened.findDelivery('d3')?.session, 'a');
   } finally {
     rmSync(dir, { recursive: true, force: true });
+    rmSync(`${dir}-wal`, { recursive: true, force: true });
   }
 });
 
 test('the end of a session is saved with it, and only the newest records are kept', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'sessions-'));
   try {
-    const store = new SessionStore(dir, 2);
+    const store = storeAt(dir, 2);
     for (const [second, id] of ['a', 'b', 'c'].entries()) {
       const record = session(id, second);
       record.transactions.push(transaction(`<${id}@sender.test>`, `d-${id}`));
@@ -77,16 +83,17 @@ test('the end of a session is saved with it, and only the newest records are kep
     const b = await store.get('b');
     assert.equal(b?.endedAt, '2026-11-28T10:00:09.000Z');
     assert.equal(b?.transactions.length, 1);
-    assert.deepEqual(new SessionStore(dir, 2).list().map((s) => s.id), ['c', 'b']);
+    assert.deepEqual(storeAt(dir, 2).list().map((s) => s.id), ['c', 'b']);
   } finally {
     rmSync(dir, { recursive: true, force: true });
+    rmSync(`${dir}-wal`, { recursive: true, force: true });
   }
 });
 
 test("a watcher hears of each save with its Message-ID, and one transaction is read without the session's other lines", async () => {
   const dir = mkdtempSync(join(tmpdir(), 'sessions-'));
   try {
-    const store = new SessionStore(dir, 100);
+    const store = storeAt(dir, 100);
     const heard: string[] = [];
     const stop = store.watch('<m2@sender.test>', (id) => heard.push(id));
     const record = session('pool');
@@ -108,5 +115,6 @@ test("a watcher hears of each save with its Message-ID, and one transaction is r
     assert.equal(await store.findTransaction('nobody', '<m2@sender.test>', () => true), undefined);
   } finally {
     rmSync(dir, { recursive: true, force: true });
+    rmSync(`${dir}-wal`, { recursive: true, force: true });
   }
 });

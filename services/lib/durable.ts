@@ -1,6 +1,7 @@
 // Making writes durable: what an MTA acknowledges (mail, session records,
 // the queue) and what the lab keeps (students' zones and keys, results,
 // report state) must survive a crash whole, or be found as it was before.
+import { execFile } from 'node:child_process';
 import { closeSync, fdatasync, fsync, openSync, writeSync } from 'node:fs';
 import { open, rename } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -13,29 +14,40 @@ export function writeAll(fd: number, data: Buffer): void {
   for (let written = 0; written < data.length; ) written += writeSync(fd, data, written);
 }
 
-// Makes the entries of a directory durable: resolves once an fsync of it
-// that started after the call has finished. Callers that come while one runs
-// share the next, so concurrent deliveries into one folder cost one
-// directory fsync between them, not one each.
-const nextSync = new Map<string, Promise<void>>(); // not started yet: whoever comes now joins it
-const runningSync = new Map<string, Promise<void>>();
+// One fsync shared by whoever asks while another is under way: each caller
+// is told once an fsync that started after its call has finished, so that
+// concurrent callers cost one fsync between them, not one each (group commit).
+export class SharedSync {
+  private run: () => Promise<void>;
+  private next?: Promise<void>; // not started yet: whoever comes now joins it
+  private running: Promise<void> = Promise.resolve();
+
+  constructor(run: () => Promise<void>) {
+    this.run = run;
+  }
+
+  sync(): Promise<void> {
+    if (this.next) return this.next;
+    const sync = this.running
+      .catch(() => undefined)
+      .then(() => {
+        this.next = undefined;
+        return this.run();
+      });
+    this.next = sync;
+    this.running = sync;
+    return sync;
+  }
+}
+
+// Makes the entries of a directory durable, with one fsync for the callers
+// that come while one runs (concurrent deliveries into one folder).
+const directories = new Map<string, SharedSync>();
 
 export function syncDirectory(dir: string): Promise<void> {
-  let sync = nextSync.get(dir);
-  if (sync) return sync;
-  const running = runningSync.get(dir) ?? Promise.resolve();
-  sync = running
-    .catch(() => undefined)
-    .then(() => {
-      nextSync.delete(dir);
-      runningSync.set(dir, sync!);
-      return fsyncDirectory(dir);
-    })
-    .finally(() => {
-      if (runningSync.get(dir) === sync) runningSync.delete(dir);
-    });
-  nextSync.set(dir, sync);
-  return sync;
+  let shared = directories.get(dir);
+  if (!shared) directories.set(dir, (shared = new SharedSync(() => fsyncDirectory(dir))));
+  return shared.sync();
 }
 
 async function fsyncDirectory(dir: string): Promise<void> {
@@ -45,6 +57,19 @@ async function fsyncDirectory(dir: string): Promise<void> {
   } finally {
     closeSync(fd);
   }
+}
+
+// Writes out everything written to the file system that holds `path` and
+// waits for the disk (syncfs(2), through coreutils' sync --file-system: Node
+// has no call for it). One syncfs makes the files of thousands of messages
+// durable for about the price of one fsync.
+export function syncFileSystem(path: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    execFile('sync', ['--file-system', path], (error, _stdout, stderr) => {
+      if (error) reject(new Error(`sync --file-system ${path} failed: ${stderr.trim() || error.message}`));
+      else resolve();
+    });
+  });
 }
 
 // Replaces a file whole: written beside it, fsynced, renamed over it, its

@@ -21,6 +21,7 @@ import { Maildir } from './store/maildir.ts';
 import { startMxWorkers, type MxWorkers } from './inbound/mx-workers.ts';
 import { Queue } from './outbound/queue.ts';
 import { SessionStore, type SessionNote } from './store/sessions.ts';
+import { recover, WriteAheadLog } from './store/write-ahead-log.ts';
 import { Signer } from './outbound/sign.ts';
 import { createSubmission } from './outbound/submission.ts';
 import { studentMailboxes } from './classroom/mailboxes.ts';
@@ -62,7 +63,17 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
   const resolver = new LabResolver(options.dns);
   const verifier = new VerifyThread(options.dns, instance.hostname, log);
   const maildir = new Maildir(join(options.dataDir, 'mail'), instance.hostname);
-  const sessions = new SessionStore(join(options.dataDir, 'sessions'), instance.sessionsKept);
+  // Before anything reads a mailbox or a session record (the store below
+  // reads them all): what the write-ahead log holds and the disk may not.
+  const walDir = join(options.dataDir, 'wal');
+  const recovered = await recover(walDir);
+  if (recovered.copies.length || recovered.sessions.length) {
+    log.warn(recovered, `restored ${recovered.copies.length} Maildir copies and the lines of ${recovered.sessions.length} session records from the write-ahead log: the machine stopped before they were on disk`);
+  } else if (recovered.logs) {
+    log.info(recovered, `checked ${recovered.logs} write-ahead log files that the MTA left when it stopped: everything in them was on disk`);
+  }
+  const wal = new WriteAheadLog(walDir, log);
+  const sessions = new SessionStore(join(options.dataDir, 'sessions'), instance.sessionsKept, wal);
   // Classroom mode: the students log in, make DKIM keys and submit at the sender.
   const { classroom } = options;
   const atSender = classroom && instance.name === SUBMISSION_AT ? classroom : undefined;
@@ -151,6 +162,7 @@ export async function startMta(options: MtaOptions): Promise<RunningMta> {
       await verifier.close();
       await failures?.stop();
       evaluations?.close();
+      await wal.close();
     },
   };
 }

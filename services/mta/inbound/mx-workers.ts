@@ -25,6 +25,7 @@ import type { MtaOptions } from '../mta.ts';
 import { discardEntry, writeEntry, type Enqueue } from '../outbound/queue.ts';
 import { Signer } from '../outbound/sign.ts';
 import { SessionJournal, type SessionNote } from '../store/sessions.ts';
+import { WriteAheadLog } from '../store/write-ahead-log.ts';
 
 const RESTART_DELAY_MS = 1000; // a worker that dies at once is not restarted in a tight loop
 const STOP_TIMEOUT_MS = 10_000;
@@ -172,9 +173,15 @@ export async function runMxWorker(options: MtaOptions): Promise<void> {
   };
   // A journal, never a store: a store closes the records it finds open
   // (sessions.ts), and the first process and sibling workers have theirs open.
-  const sessions = new SessionJournal(join(options.dataDir, 'sessions'), (note) => {
-    if (notes.push(note) === 1) setTimeout(() => void tellNotes(), NOTES_EVERY_MS);
-  });
+  // A write-ahead log of its own (the first process recovered every log before starting it).
+  const wal = new WriteAheadLog(join(options.dataDir, 'wal'), log);
+  const sessions = new SessionJournal(
+    join(options.dataDir, 'sessions'),
+    (note) => {
+      if (notes.push(note) === 1) setTimeout(() => void tellNotes(), NOTES_EVERY_MS);
+    },
+    wal,
+  );
   const queueDir = join(options.dataDir, 'queue');
   const enqueue: Enqueue = {
     hold: (message, fields) => writeEntry(queueDir, message, fields),
@@ -224,6 +231,7 @@ export async function runMxWorker(options: MtaOptions): Promise<void> {
     stopping = true;
     mx.close(async () => {
       await Promise.race([Promise.all(closing), new Promise((resolve) => setTimeout(resolve, SESSIONS_CLOSE_MS).unref())]);
+      await wal.close().catch((error) => log.error({ err: error }, 'the last checkpoint failed: the next start checks the write-ahead log'));
       await tellNotes();
       log.flush();
       process.exit(0);

@@ -15,7 +15,7 @@ import { headerValue, parseHeaders } from '../smtp/headers.ts';
 import type { Instance } from '../instance.ts';
 import { MessageMemory, type MessageData } from '../smtp/message-data.ts';
 import { splitMailbox, type Delivery, type Maildir } from '../store/maildir.ts';
-import { TranscriptKeeper, type SessionRecord, type SessionWriter, type Transaction } from '../store/sessions.ts';
+import { TranscriptKeeper, type Accepted, type SessionRecord, type SessionWriter, type Transaction } from '../store/sessions.ts';
 import { mailFromRefusal, rcptToRefusal } from '../smtp/smtputf8.ts';
 import { receivedHeader, traceHeaders, type TraceInfo } from '../smtp/trace.ts';
 import type { VerifyThread } from './verify-thread.ts';
@@ -240,11 +240,14 @@ export function createInbound(ctx: InboundContext): SMTPServer {
     // released. When a step fails (a full disk), what was written is removed:
     // a 451 leaves nothing behind that the client's retry would duplicate.
     const written: Delivery[] = [];
+    const copies: Accepted['copies'] = [];
     let held: HeldForwards | undefined;
     try {
       for (const recipient of envelope.rcptTo.filter((r) => !forwarded.includes(r))) {
-        const stored = Buffer.concat([Buffer.from(traceHeaders(trace(recipient), headers)), message]);
-        written.push(await maildir.write(recipient, folder, stored));
+        const prefix = traceHeaders(trace(recipient), headers);
+        const delivery = await maildir.write(recipient, folder, prefix, message);
+        written.push(delivery);
+        copies.push({ path: delivery.path, prefix });
       }
       if (forwarded.length) {
         const received = receivedHeader(trace(forwarded.length === 1 ? forwarded[0] : undefined));
@@ -252,8 +255,9 @@ export function createInbound(ctx: InboundContext): SMTPServer {
         transaction.forwarded = held.forwarded;
       }
       transaction.deliveries = written.map(({ path: _path, ...delivery }) => delivery);
-      await maildir.commit(written);
-      await sessions.save(state.record, true);
+      maildir.commit(written);
+      // The copies and the record, durable together: then the 250.
+      await sessions.save(state.record, true, { message, copies });
     } catch (error) {
       maildir.discard(written);
       held?.discard();

@@ -1,18 +1,19 @@
 // Mailboxes as Maildir (cur/new/tmp), Junk as the Maildir++ folder .Junk.
-// A delivery is durable before it returns: the file is written in tmp/,
-// fsynced, renamed into new/, and new/ itself is fsynced, so that a crash
-// right after can lose nothing that was acknowledged.
+// A copy is written in tmp/ and renamed into new/, so that a reader never
+// sees part of one. The MX makes the copies of a message it accepts durable
+// through its write-ahead log (write-ahead-log.ts): one fdatasync there for
+// the copies and the session record, where syncing each copy and new/ cost
+// two fsyncs a message; a checkpoint then syncs the files themselves.
 //
 // Opening, writing a few kilobytes into the page cache, renaming and closing
-// take microseconds, and are done here and now, as Postfix does; only the
-// fsyncs, which wait for the disk, go to the thread pool. (Each trip through
-// the pool cost more CPU than the call it carried: a fifth of the receiver's
-// rate under load.)
+// take microseconds, and are done here and now, as Postfix does. (Each trip
+// through the thread pool cost more CPU than the call it carried: a fifth of
+// the receiver's rate under load.)
 import { closeSync, openSync, renameSync, unlinkSync } from 'node:fs';
 import { mkdir, readdir, readFile, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { basename, dirname, join } from 'node:path';
-import { syncDirectory, syncFile, writeAll } from '../../lib/durable.ts';
+import { syncDirectory, writeAll } from '../../lib/durable.ts';
 
 
 export type Folder = 'INBOX' | 'Junk';
@@ -44,10 +45,11 @@ export class Maildir {
 
   // A message for several recipients is stored in two steps, so that a
   // failure in between leaves nothing behind: write() puts each copy in
-  // tmp/ (fsynced), commit() moves all of them into new/, and discard()
-  // removes them wherever they are. A copy written for a message the client
-  // then hears 451 about would arrive a second time when it retries.
-  async write(mailbox: string, folder: Folder, message: Buffer): Promise<Delivery> {
+  // tmp/, commit() moves all of them into new/, and discard() removes them
+  // wherever they are. A copy written for a message the client then hears
+  // 451 about would arrive a second time when it retries. The copy is its
+  // trace header fields, then the message.
+  async write(mailbox: string, folder: Folder, prefix: string, message: Buffer): Promise<Delivery> {
     const dir = this.folderPath(mailbox, folder);
     await this.ensure(dir);
     // Maildir unique name: time, then what makes it unique on this host.
@@ -56,8 +58,8 @@ export class Maildir {
     const temporary = join(dir, 'tmp', id);
     const fd = openSync(temporary, 'wx', 0o600);
     try {
+      writeAll(fd, Buffer.from(prefix));
       writeAll(fd, message);
-      await syncFile(fd);
     } catch (error) {
       removeQuietly(temporary); // a partial copy (a full disk) is not left in tmp/
       throw error;
@@ -67,10 +69,9 @@ export class Maildir {
     return { id, mailbox, folder, path: join(dir, 'new', id) };
   }
 
-  // Into new/, each new/ fsynced once: from here the copies are in the mailboxes.
-  async commit(deliveries: Delivery[]): Promise<void> {
+  // Into new/: from here the copies are in the mailboxes.
+  commit(deliveries: Delivery[]): void {
     for (const d of deliveries) renameSync(temporaryPath(d), d.path);
-    await Promise.all([...new Set(deliveries.map((d) => dirname(d.path)))].map(syncDirectory));
   }
 
   // Removes copies written or committed; unlinking needs no free space.
@@ -79,12 +80,6 @@ export class Maildir {
       removeQuietly(temporaryPath(d));
       removeQuietly(d.path);
     }
-  }
-
-  async deliver(mailbox: string, folder: Folder, message: Buffer): Promise<Delivery> {
-    const delivery = await this.write(mailbox, folder, message);
-    await this.commit([delivery]);
-    return delivery;
   }
 
   // Partial copies a crash or kill left in tmp/: a Maildir writer removes

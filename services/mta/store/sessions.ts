@@ -2,8 +2,10 @@
 // envelope, DNS questions, check results, decision, where the mail went.
 // One file per session, a journal of JSON lines: each save appends only what
 // is new since the last one, so that saving after each message costs that
-// message, not the whole session again. A save that accompanies an accepted
-// message is fsynced before the 250 goes out. The newest `kept` are kept.
+// message, not the whole session again. A save that decides a message is
+// durable before the reply goes out: its lines, and the Maildir copies of a
+// message it accepts, go into one entry of the write-ahead log
+// (write-ahead-log.ts). The newest `kept` are kept.
 //
 // Two parts: the journal writes the files, the store keeps the index that
 // the API lists and searches, and the retention. In one process the store
@@ -21,7 +23,8 @@ import type { Decision } from '../inbound/decide.ts';
 import type { Delivery } from './maildir.ts';
 import type { Verdict } from '../inbound/verify.ts';
 import type { Forwarded } from '../outbound/forward.ts';
-import { syncDirectory, syncFileData, writeAll } from '../../lib/durable.ts';
+import { writeAll } from '../../lib/durable.ts';
+import type { WriteAheadLog } from './write-ahead-log.ts';
 
 export interface TranscriptLine {
   at: string;
@@ -153,8 +156,15 @@ interface Written {
   fd?: number; // open while the session lasts
   transcript: number;
   transactions: number;
-  durableName: boolean; // the directory entry has been fsynced
+  unsynced: string; // lines appended since the last durable save: the next one carries them
   torn: boolean; // the last append failed, maybe halfway through a line
+}
+
+// A message a durable save accepts: its Maildir copies (written, not synced)
+// are made durable with the save's lines.
+export interface Accepted {
+  message: Buffer;
+  copies: { path: string; prefix: string }[]; // each file: its trace header fields, then the message
 }
 
 // What the MX needs: SessionJournal or SessionStore.
@@ -164,11 +174,13 @@ export class SessionJournal {
   private dir: string;
   private written = new Map<string, Written>();
   private saved: (note: SessionNote) => void | Promise<void>;
+  private wal: WriteAheadLog;
 
   // saved: told of each save once it is written (and awaited, if it returns a promise).
-  constructor(dir: string, saved: (note: SessionNote) => void | Promise<void>) {
+  constructor(dir: string, saved: (note: SessionNote) => void | Promise<void>, wal: WriteAheadLog) {
     this.dir = dir;
     this.saved = saved;
+    this.wal = wal;
     mkdirSync(dir, { recursive: true });
   }
 
@@ -177,13 +189,14 @@ export class SessionJournal {
   // after it is added, so it must be complete by then, and the live record
   // then lets go of it: a session of thousands of messages (another MTA's
   // pooled connection) holds only the transaction under way, not every one
-  // it carried, without bound. Saves of one record
-  // must not overlap. With durable, the file is fsynced before this returns,
-  // and its directory entry the first time.
-  async save(record: SessionRecord, durable: boolean): Promise<void> {
+  // it carried, without bound. Saves of one record must not overlap. With
+  // durable, this returns once the write-ahead log holds the lines (and the
+  // copies of an accepted message).
+  async save(record: SessionRecord, durable: boolean, accepted?: Accepted): Promise<void> {
     // File names start with the start time, so name order is age order.
     const file = `${record.startedAt.replace(/[:.]/g, '')}-${record.id}.jsonl`;
-    const done = this.written.get(record.id) ?? { transcript: 0, transactions: 0, durableName: false, torn: false };
+    const path = join(this.dir, file);
+    const done = this.written.get(record.id) ?? { transcript: 0, transactions: 0, unsynced: '', torn: false };
     const { transcript, transactions, ...fields } = record;
     const update: Update = {
       ...fields,
@@ -194,11 +207,15 @@ export class SessionJournal {
     };
     this.written.set(record.id, done);
     try {
-      // Appending a line is quick and done here; the fdatasync waits in the thread pool.
-      done.fd ??= openSync(join(this.dir, file), 'a', 0o600);
+      done.fd ??= openSync(path, 'a', 0o600);
       // After a failed append, a new line: the torn one is skipped on reading.
-      writeAll(done.fd, Buffer.from(`${done.torn ? '\n' : ''}${JSON.stringify(update)}\n`));
-      if (durable) await syncFileData(done.fd);
+      const line = `${done.torn ? '\n' : ''}${JSON.stringify(update)}\n`;
+      writeAll(done.fd, Buffer.from(line));
+      done.unsynced += line;
+      if (durable) {
+        await this.wal.commit({ message: accepted?.message, copies: accepted?.copies ?? [], session: { file: path, text: done.unsynced } });
+        done.unsynced = '';
+      }
       done.torn = false;
     } catch (error) {
       done.torn = true;
@@ -206,10 +223,6 @@ export class SessionJournal {
     } finally {
       // Open for the session's life; closed when it ends, or reopened after a failure.
       if (record.endedAt || done.torn) this.close(done);
-    }
-    if (durable && !done.durableName) {
-      await syncDirectory(this.dir);
-      done.durableName = true;
     }
     done.transcript = transcript.length;
     transactions.splice(0, update.transactions.length);
@@ -237,10 +250,10 @@ export class SessionStore {
   private journal: SessionJournal;
   private watchers = new Map<string, Set<(id: string) => void>>(); // Message-ID -> who waits for it
 
-  constructor(dir: string, kept: number) {
+  constructor(dir: string, kept: number, wal: WriteAheadLog) {
     this.dir = dir;
     this.kept = kept;
-    this.journal = new SessionJournal(dir, (note) => this.note(note));
+    this.journal = new SessionJournal(dir, (note) => this.note(note), wal);
     // One pass over the files: the index, and the ends a crash left out.
     const foundAt = new Date().toISOString();
     for (const file of readdirSync(dir).filter((f) => f.endsWith('.jsonl')).sort()) {
@@ -253,8 +266,8 @@ export class SessionStore {
   }
 
   // Written by this process's own journal (see SessionJournal.save).
-  save(record: SessionRecord, durable: boolean): Promise<void> {
-    return this.journal.save(record, durable);
+  save(record: SessionRecord, durable: boolean, accepted?: Accepted): Promise<void> {
+    return this.journal.save(record, durable, accepted);
   }
 
   // A save, made here or by an MX worker's journal; done once the retention is applied.
