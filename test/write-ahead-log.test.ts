@@ -3,6 +3,7 @@
 // succeeded, and recovery that restores what is missing and nothing twice.
 // The receiver's crash tests are in mx-durability.test.ts.
 import { test } from 'node:test';
+import { execFileSync } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { appendFileSync, chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -61,10 +62,12 @@ test('a checkpoint deletes the log files once sync --file-system succeeded, and 
   try {
     await log.commit(accepted(data, 1));
     assert.equal(logFiles(wal).length, 1);
-    // A sync that fails, first on PATH.
+    // A sync first on PATH that fails while its .fail file is there (the
+    // helper that runs it starts with the first checkpoint, and keeps PATH).
     mkdirSync(bin);
-    writeFileSync(join(bin, 'sync'), '#!/bin/sh\necho "sync: error syncing: Input/output error" >&2\nexit 1\n');
+    writeFileSync(join(bin, 'sync'), '#!/bin/sh\nif [ -e "$0.fail" ]; then echo "sync: error syncing: Input/output error" >&2; exit 1; fi\nexec /bin/sync "$@"\n');
     chmodSync(join(bin, 'sync'), 0o755);
+    writeFileSync(join(bin, 'sync.fail'), '');
     process.env.PATH = `${bin}:${path}`;
     await log.checkpoint();
     assert.equal(logFiles(wal).length, 1, 'kept: nothing says its files are on disk');
@@ -72,7 +75,15 @@ test('a checkpoint deletes the log files once sync --file-system succeeded, and 
     // Mail goes on meanwhile, into a new file.
     await log.commit(accepted(data, 2));
     assert.equal(logFiles(wal).length, 2);
-    process.env.PATH = path;
+    rmSync(join(bin, 'sync.fail'));
+    await log.checkpoint();
+    assert.deepEqual(logFiles(wal), []);
+    // The helper that runs sync, killed: a checkpoint that asked it before
+    // its end was seen fails, and the next starts another.
+    const helper = execFileSync('pgrep', ['-P', String(process.pid), '-f', 'read -r path'], { encoding: 'utf8' }).trim();
+    process.kill(Number(helper), 'SIGKILL');
+    await log.commit(accepted(data, 3));
+    await log.checkpoint();
     await log.checkpoint();
     assert.deepEqual(logFiles(wal), []);
   } finally {
