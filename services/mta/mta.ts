@@ -33,7 +33,7 @@ import { openCourse } from './exercises/routes.ts';
 
 export interface MtaOptions {
   instance: Instance;
-  dataDir: string; // mail/ (Maildirs), sessions/ (records) and queue/ live here
+  dataDir: string; // mail/ (Maildirs), sessions/ (records), queue/ and wal/ (the MX's write-ahead log) live here
   keyDir: string; // DKIM keys: <keyDir>/<domain>/<selector>.pem
   mx: Endpoint;
   mxWorkers?: number; // more than 1: the MX runs in that many worker processes (mx-workers.ts; main.ts only)
