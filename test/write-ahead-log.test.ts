@@ -49,6 +49,11 @@ test('entries read back as written, and reading stops at an entry a crash cut sh
     // Zeros where the kernel had extended the file but not written it.
     appendFileSync(join(wal, file), Buffer.alloc(4096));
     assert.equal(readEntries(readFileSync(join(wal, file)), data).length, 3);
+    // An entry naming a file outside the data directory is not read, nor what follows.
+    writeFileSync(join(wal, file), whole);
+    await log.commit({ ...accepted(data, 5), copies: [{ path: join(data, '..', 'elsewhere', 'm5'), prefix: '' }] });
+    await log.commit(accepted(data, 6));
+    assert.equal(readEntries(readFileSync(join(wal, file)), data).length, 3);
   } finally {
     await log.close();
     rmSync(data, { recursive: true, force: true });

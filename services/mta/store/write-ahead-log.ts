@@ -22,7 +22,7 @@
 // own in <dataDir>/wal/, named by start time, pid and number, so that name
 // order is write order.
 import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join, relative, resolve } from 'node:path';
+import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { unlink } from 'node:fs/promises';
 import { crc32 } from 'node:zlib';
 import type { Logger } from '../../lib/log.ts';
@@ -199,6 +199,8 @@ export function readEntries(data: Buffer, base: string): Entry[] {
     const message = take(header.messageSize);
     const copies = header.copies.map((c) => ({ path: resolve(base, c.path), prefix: take(c.prefixSize).toString() }));
     const session = header.session && { file: resolve(base, header.session.file), text: take(header.session.textSize).toString() };
+    // Only files of the data directory: an entry naming another is not the MX's.
+    if (![...copies.map((c) => c.path), ...(session ? [session.file] : [])].every((p) => p.startsWith(`${base}${sep}`))) break;
     entries.push({ message, copies, session });
     at = end + 1 + json + bytes;
   }
