@@ -2,8 +2,8 @@
 // A copy is written in tmp/ and renamed into new/, so that a reader never
 // sees part of one. The MX makes the copies of a message it accepts durable
 // through its write-ahead log (write-ahead-log.ts): one fdatasync there for
-// the copies and the session record, where syncing each copy and new/ cost
-// two fsyncs a message; a checkpoint then syncs the files themselves.
+// the copies and the session record, where an fsync of each copy and of
+// new/ had cost more than the checks; a checkpoint then syncs the files.
 //
 // Opening, writing a few kilobytes into the page cache, renaming and closing
 // take microseconds, and are done here and now, as Postfix does. (Each trip

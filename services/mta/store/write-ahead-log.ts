@@ -3,8 +3,9 @@
 //
 // A message is durable when its Maildir copies and its session record are.
 // Syncing each of them (the copy, its new/ directory, the session file) cost
-// three fsyncs a message, and on this kind of disk each fsync costs more CPU
-// than the checks themselves. Instead the MX writes the copies and the
+// three fsyncs a message, which on this project's virtual disk took more of
+// the MX's rate than the checks do (508 messages a second; 784 without the
+// fsyncs, 716 without the checks). Instead the MX writes the copies and the
 // record's line as before, unsynced, and appends one entry holding all of it
 // (the message once, each copy's trace header fields, the record's new
 // lines) to this log, which is fdatasynced: that is the durable point, and
@@ -230,11 +231,11 @@ export async function recover(dir: string): Promise<Recovered> {
       for (const copy of entry.copies) {
         if (restoreCopy(copy.path, Buffer.concat([Buffer.from(copy.prefix), entry.message!]))) recovered.copies.push(copy.path);
       }
-      if (entry.session && restoreLines(entry.session.file, entry.session.text, sessions)) recovered.sessions.push(entry.session.file);
+      const file = entry.session?.file;
+      if (file && restoreLines(file, entry.session!.text, sessions) && !recovered.sessions.includes(file)) recovered.sessions.push(file);
     }
     recovered.logs++;
   }
-  recovered.sessions = [...new Set(recovered.sessions)];
   if (!logs.length) return recovered;
   const fileSystem = new FileSystemSync();
   try {
